@@ -1,0 +1,39 @@
+# Sluice — the two commands that matter: `make run` and `make test`.
+GO        ?= go
+BIN       := bin/sluice
+PKGS      := ./...
+
+.PHONY: all build run test test-short bench lint fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/sluice
+
+## run: one working single node on :8000 (no Redis needed), rules from testdata/rules.json
+run: build
+	./$(BIN) serve --node-id n1 --data-dir ./sluice-data/n1
+
+## test: vet + every test (unit, in-process clusters, real redis-server, real sluice processes)
+test: lint
+	$(GO) test -race -timeout 30m $(PKGS)
+
+## bench: Go benchmarks + the batch load generator against a local node (see docs/PERFORMANCE.md)
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -cpu 1,2 ./buckets/ ./api/check/ ./node/
+	./scripts/bench.sh
+
+## lint: gofmt and go vet must be clean
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## fuzz: run each fuzz target for a minute
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./fsm/rules/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 60s ./api/check/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeBatch -fuzztime 60s ./api/check/
+
+clean:
+	rm -rf bin sluice-data

@@ -1,0 +1,76 @@
+// Package admin is the vocabulary of the admin API (SPEC §6): the wire types,
+// the Admin interface the HTTP layer needs from a node, and the sentinel
+// errors a node returns. It is a leaf package so that api/ can serve the admin
+// routes without importing node/ or raft, and node/ can implement Admin
+// without importing gin.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+)
+
+// Sentinel errors. A node wraps them (fmt.Errorf("...: %w", ErrX)) and api/
+// maps each to one HTTP status in one place (api/errors.go).
+var (
+	// ErrNoLeader: the cluster has no leader right now (503).
+	ErrNoLeader = errors.New("no leader")
+	// ErrUnknownNode: the named node is not a member (404).
+	ErrUnknownNode = errors.New("unknown node")
+	// ErrInvalid: the request is well-formed JSON but its content is invalid (400).
+	ErrInvalid = errors.New("invalid request")
+	// ErrUnauthorized: missing or wrong admin token (401).
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrUnavailable: the node cannot serve this now, e.g. it is shutting down (503).
+	ErrUnavailable = errors.New("unavailable")
+)
+
+// NodeStatus describes one member in GET /v1/cluster.
+type NodeStatus struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr"`
+	Voter    bool   `json:"voter"`
+	// State is the raft role as this node sees it: "leader", "follower", or "unknown".
+	State   string `json:"state"`
+	Healthy bool   `json:"healthy"`
+}
+
+// ClusterStatus is the body of GET /v1/cluster.
+type ClusterStatus struct {
+	Leader string       `json:"leader"`
+	Term   uint64       `json:"term"`
+	Nodes  []NodeStatus `json:"nodes"`
+}
+
+// JoinRequest is the body of POST /v1/cluster/join.
+type JoinRequest struct {
+	NodeID   string `json:"node_id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr"`
+}
+
+// RulesDoc is the body of GET /v1/rules: the rules document plus its version.
+type RulesDoc struct {
+	Version uint64          `json:"version"`
+	Rules   json.RawMessage `json:"rules"`
+}
+
+// Lease is one node's share of one rule (GET /v1/leases).
+type Lease struct {
+	Share       float64 `json:"share"`
+	ExpiresInMs int64   `json:"expires_in_ms"`
+}
+
+// Admin is what the admin routes need from a node. Writes made on a follower
+// are forwarded to the leader by the implementation.
+type Admin interface {
+	ClusterStatus(ctx context.Context) (ClusterStatus, error)
+	Join(ctx context.Context, req JoinRequest) error
+	RemoveNode(ctx context.Context, id string) error
+	// Rules returns the current rules document ({"rules": [...]}) and version.
+	Rules(ctx context.Context) (RulesDoc, error)
+	// SetRules validates and replaces the rules; doc is a full rules document.
+	SetRules(ctx context.Context, doc []byte) (version uint64, err error)
+}

@@ -1,0 +1,174 @@
+package api
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/sluicehq/sluice/api/admin"
+	"github.com/sluicehq/sluice/api/check"
+)
+
+// registerAdminRoutes serves the admin API (SPEC §6) behind adminGuard.
+func registerAdminRoutes(r gin.IRouter, a admin.Admin, token string) {
+	h := adminHandlers{a}
+	g := r.Group("/v1", adminGuard(token))
+	g.GET("/cluster", h.clusterStatus)
+	g.POST("/cluster/join", h.join)
+	g.DELETE("/cluster/nodes/:id", h.removeNode)
+	g.GET("/rules", h.rules)
+	g.PUT("/rules", h.setRules)
+}
+
+// adminGuard admits requests bearing the token; without a token configured
+// it admits only loopback peers, judged by the TCP peer address because
+// X-Forwarded-For is whatever the client says it is.
+func adminGuard(token string) gin.HandlerFunc {
+	want := sha256.Sum256([]byte(token))
+	return func(c *gin.Context) {
+		if token != "" {
+			got := sha256.Sum256([]byte(bearerToken(c.GetHeader("Authorization"))))
+			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+				writeError(c, fmt.Errorf("%w: missing or wrong admin token", admin.ErrUnauthorized))
+				return
+			}
+		} else if !isLoopback(c.Request.RemoteAddr) {
+			writeError(c, fmt.Errorf("%w: without --admin-token the admin API accepts loopback clients only", admin.ErrUnauthorized))
+			return
+		}
+		c.Next()
+	}
+}
+
+// bearerToken extracts the token of an "Authorization: Bearer <token>"
+// header (the scheme is case-insensitive); "" if there is none.
+func bearerToken(header string) string {
+	const scheme = "bearer "
+	if len(header) < len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme) {
+		return ""
+	}
+	return header[len(scheme):]
+}
+
+func isLoopback(remoteAddr string) bool {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+type adminHandlers struct{ admin admin.Admin }
+
+func (h adminHandlers) clusterStatus(c *gin.Context) {
+	st, err := h.admin.ClusterStatus(c.Request.Context())
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, st)
+}
+
+func (h adminHandlers) join(c *gin.Context) {
+	var req admin.JoinRequest
+	if err := decodeStrict(c.Request.Body, &req); err != nil {
+		writeError(c, err)
+		return
+	}
+	if err := validateJoinRequest(req); err != nil {
+		writeError(c, err)
+		return
+	}
+	if err := h.admin.Join(c.Request.Context(), req); err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"node_id": req.NodeID, "status": "joined"})
+}
+
+func validateJoinRequest(req admin.JoinRequest) error {
+	if req.NodeID == "" {
+		return &check.FieldError{Field: "node_id", Msg: "is required"}
+	}
+	if _, _, err := net.SplitHostPort(req.RaftAddr); err != nil {
+		return &check.FieldError{Field: "raft_addr", Msg: "must be host:port"}
+	}
+	if _, _, err := net.SplitHostPort(req.HTTPAddr); err != nil {
+		return &check.FieldError{Field: "http_addr", Msg: "must be host:port"}
+	}
+	return nil
+}
+
+func (h adminHandlers) removeNode(c *gin.Context) {
+	id := c.Param("id")
+	if err := h.admin.RemoveNode(c.Request.Context(), id); err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"node_id": id, "status": "removed"})
+}
+
+func (h adminHandlers) rules(c *gin.Context) {
+	doc, err := h.admin.Rules(c.Request.Context())
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, doc)
+}
+
+func (h adminHandlers) setRules(c *gin.Context) {
+	doc, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	version, err := h.admin.SetRules(c.Request.Context(), doc)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"version": version})
+}
+
+// decodeStrict decodes one JSON object into v, refusing unknown fields and
+// trailing data; problems come back as *check.FieldError naming the field.
+func decodeStrict(body io.Reader, v any) error {
+	data, err := io.ReadAll(body)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err = dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("unexpected data after the JSON object")
+	}
+	if err == nil {
+		return nil
+	}
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return &check.FieldError{Msg: "request body is empty"}
+	case errors.As(err, &syntax):
+		return &check.FieldError{Msg: fmt.Sprintf("invalid JSON at offset %d: %v", syntax.Offset, syntax)}
+	case errors.As(err, &typ):
+		return &check.FieldError{Field: typ.Field, Msg: "must be a " + typ.Type.String()}
+	}
+	if name, ok := strings.CutPrefix(err.Error(), `json: unknown field "`); ok {
+		return &check.FieldError{Field: strings.TrimSuffix(name, `"`), Msg: "unknown field"}
+	}
+	return &check.FieldError{Msg: err.Error()}
+}

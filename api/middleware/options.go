@@ -1,0 +1,136 @@
+package middleware
+
+import (
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/sluicehq/sluice/api/check"
+)
+
+// DefaultTimeout bounds each decision unless WithTimeout says otherwise: a
+// rate limiter must not add more latency than it is worth.
+const DefaultTimeout = 100 * time.Millisecond
+
+// Option configures the middleware.
+type Option func(*config)
+
+type attribute struct {
+	name  string
+	value func(*gin.Context) (string, bool)
+}
+
+type config struct {
+	attributes     []attribute
+	cost           func(*gin.Context) int64
+	onLimitReached func(*gin.Context, check.Decision)
+	onError        func(*gin.Context, error)
+	timeout        time.Duration
+}
+
+func newConfig(opts []Option) *config {
+	cfg := &config{
+		onLimitReached: defaultLimitReached,
+		onError:        failOpen,
+		timeout:        DefaultTimeout,
+	}
+	for _, o := range opts {
+		o(cfg)
+	}
+	if len(cfg.attributes) == 0 {
+		for _, o := range []Option{WithClientIP(), WithRouteTemplate(), WithMethod()} {
+			o(cfg)
+		}
+	}
+	return cfg
+}
+
+// withAttribute adds an attribute; a later option for the same name replaces
+// the earlier one, because attribute names are unique in a request.
+func withAttribute(name string, fn func(*gin.Context) (string, bool)) Option {
+	return func(cfg *config) {
+		for i := range cfg.attributes {
+			if cfg.attributes[i].name == name {
+				cfg.attributes[i].value = fn
+				return
+			}
+		}
+		cfg.attributes = append(cfg.attributes, attribute{name: name, value: fn})
+	}
+}
+
+// The attribute options below replace the default attribute set (ip, route,
+// method): once any is given, only the listed attributes are sent.
+
+// WithClientIP sends attribute "ip": gin's ClientIP, which believes
+// X-Forwarded-For only from the engine's trusted proxies.
+func WithClientIP() Option {
+	return withAttribute("ip", func(c *gin.Context) (string, bool) { return c.ClientIP(), true })
+}
+
+// WithRouteTemplate sends attribute "route": the matched route template
+// (e.g. /users/:id, so one rule covers every user), or the URL path when no
+// route matched.
+func WithRouteTemplate() Option {
+	return withAttribute("route", func(c *gin.Context) (string, bool) {
+		if p := c.FullPath(); p != "" {
+			return p, true
+		}
+		return c.Request.URL.Path, true
+	})
+}
+
+// WithMethod sends attribute "method".
+func WithMethod() Option {
+	return withAttribute("method", func(c *gin.Context) (string, bool) { return c.Request.Method, true })
+}
+
+// WithHeader sends attribute attr with the value of the request header; a
+// request without the header lacks the attribute.
+func WithHeader(header, attr string) Option {
+	return withAttribute(attr, func(c *gin.Context) (string, bool) {
+		v := c.Request.Header.Values(header)
+		if len(v) == 0 {
+			return "", false
+		}
+		return v[0], true
+	})
+}
+
+// WithAttribute sends attribute name with the value fn returns; false leaves
+// the attribute out.
+func WithAttribute(name string, fn func(*gin.Context) (string, bool)) Option {
+	return withAttribute(name, fn)
+}
+
+// WithCost sets each request's cost (e.g. tokens named in a header); values
+// below 1 count as 1.
+func WithCost(fn func(*gin.Context) int64) Option {
+	return func(cfg *config) { cfg.cost = fn }
+}
+
+// WithLimitReachedHandler answers denied requests; the headers are already
+// set and the chain is aborted afterwards. The default answers 429
+// {"detail": "Too Many Requests", "retry_after_ms": N}.
+func WithLimitReachedHandler(fn func(*gin.Context, check.Decision)) Option {
+	return func(cfg *config) { cfg.onLimitReached = fn }
+}
+
+// WithErrorHandler handles a failed decision; the request continues unless fn
+// aborts it. The default lets it continue silently (fail open).
+func WithErrorHandler(fn func(*gin.Context, error)) Option {
+	return func(cfg *config) { cfg.onError = fn }
+}
+
+// FailOpen lets requests through when no decision can be had (the default).
+func FailOpen() Option { return WithErrorHandler(failOpen) }
+
+// FailClosed answers 503 {"detail": "rate limiter unavailable"} when no
+// decision can be had.
+func FailClosed() Option { return WithErrorHandler(failClosed) }
+
+// WithTimeout bounds each decision (default DefaultTimeout); d ≤ 0 leaves
+// only the request's own context.
+func WithTimeout(d time.Duration) Option {
+	return func(cfg *config) { cfg.timeout = d }
+}

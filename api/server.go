@@ -1,0 +1,120 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sluicehq/sluice/api/admin"
+	"github.com/sluicehq/sluice/api/check"
+	"github.com/sluicehq/sluice/api/middleware"
+)
+
+// Engine is what the check endpoints need from a node's decision engine.
+type Engine interface {
+	check.Decider
+	// DecideInto decides req into d, reusing d.Results; allocation-free.
+	DecideInto(ctx context.Context, req *check.Request, d *check.Decision) error
+}
+
+// Config wires a Server. Engine is required; the rest is optional.
+type Config struct {
+	Engine Engine
+	// Admin serves the admin routes; nil leaves them out.
+	Admin admin.Admin
+	// AdminToken guards the admin routes; empty means loopback clients only.
+	AdminToken string
+	// Ready reports whether the node can serve (nil = ready).
+	Ready func() error
+	// Registry collects the metrics served on /metrics; nil means a private one.
+	Registry *prometheus.Registry
+}
+
+// Validate reports a configuration the server cannot run with.
+func (c *Config) Validate() error {
+	if c.Engine == nil {
+		return errors.New("api: Config.Engine is required")
+	}
+	return nil
+}
+
+// maxBodyBytes is the request body limit (SPEC §5: 413 above 1 MiB).
+const maxBodyBytes = 1 << 20
+
+// maxBatch is the most checks one batch may carry (SPEC §5).
+const maxBatch = 1000
+
+// Server is a node's HTTP handler.
+type Server struct {
+	cfg    Config
+	router *gin.Engine
+}
+
+// NewServer builds the routes.
+func NewServer(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(gin.Recovery(), newHTTPMetrics(cfg.Registry).handler(), limitBody)
+	s := &Server{cfg: cfg, router: r}
+
+	r.POST("/v1/check", s.handleCheck)
+	r.POST("/v1/check/batch", s.handleBatch)
+	r.GET("/ping", middleware.New(cfg.Engine,
+		middleware.WithClientIP(), middleware.WithRouteTemplate(), middleware.WithMethod(),
+		middleware.FailOpen()),
+		func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"message": "pong"}) })
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", s.handleReady)
+	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
+	if cfg.Admin != nil {
+		registerAdminRoutes(r, cfg.Admin, cfg.AdminToken)
+	}
+	r.NoRoute(func(c *gin.Context) { c.JSON(http.StatusNotFound, gin.H{"error": "no such route"}) })
+	return s, nil
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler { return s.router }
+
+// limitBody caps request bodies; reading past the cap yields
+// *http.MaxBytesError, which writeError maps to 413.
+func limitBody(c *gin.Context) {
+	if c.Request.Body != nil {
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxBodyBytes)
+	}
+	c.Next()
+}
+
+func (s *Server) handleReady(c *gin.Context) {
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(); err != nil {
+			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not ready", "reason": err.Error()})
+			return
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}
+
+// HTTPServer returns an *http.Server for addr with production timeouts.
+func (s *Server) HTTPServer(addr string) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           s.router,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}

@@ -1,0 +1,303 @@
+package buckets
+
+import (
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// closed is what a Slice's token count becomes when it is closed; any value
+// below zero means closed, and this one survives any refund added to it.
+const closed = math.MinInt64 / 2
+
+// Slice is one grant of tokens from the global (Redis) bucket, spent locally
+// without further coordination until it runs out or its deadline passes.
+// The deadline is the grant's send time plus the slice TTL on the node's
+// monotonic clock, never later than Redis's own expiry for the grant (SPEC §8),
+// so a slice is never spent after Redis has written its tokens off.
+type Slice struct {
+	left            atomic.Int64 // unspent tokens; < 0 once closed
+	GrantID         int64
+	Granted         int64
+	IssuedAt        int64 // monotonic ns at which the grant was requested
+	Deadline        int64 // monotonic ns from which the slice must not be spent
+	GlobalRemaining int64 // whole tokens the global bucket held right after the grant
+	Reset           int64 // ns from IssuedAt until the global bucket would be full
+}
+
+// NewSlice returns an open slice holding granted tokens.
+func NewSlice(grantID, granted, issuedAt, deadline, globalRemaining, reset int64) *Slice {
+	s := &Slice{GrantID: grantID, Granted: granted, IssuedAt: issuedAt, Deadline: deadline,
+		GlobalRemaining: globalRemaining, Reset: reset}
+	s.left.Store(granted)
+	return s
+}
+
+// Take spends cost tokens if the slice is open, before its deadline and holds
+// enough; it returns the tokens left either way.
+func (s *Slice) Take(cost, now int64) (left int64, ok bool) {
+	if now >= s.Deadline {
+		return 0, false
+	}
+	for {
+		v := s.left.Load()
+		if v < cost {
+			return max(v, 0), false
+		}
+		if s.left.CompareAndSwap(v, v-cost) {
+			return v - cost, true
+		}
+	}
+}
+
+// Give returns tokens taken by an earlier Take (a request another rule
+// denied). Tokens given to a closed slice are dropped: they were already
+// settled as spent, which errs on the safe side.
+func (s *Slice) Give(cost int64) {
+	for {
+		v := s.left.Load()
+		if v < 0 || s.left.CompareAndSwap(v, v+cost) {
+			return
+		}
+	}
+}
+
+// Close ends the slice and returns its unused tokens; ok is false when it
+// was already closed (someone else settles it).
+func (s *Slice) Close() (unused int64, ok bool) {
+	v := s.left.Swap(closed)
+	if v < 0 {
+		return 0, false
+	}
+	return v, true
+}
+
+// Left is the number of unspent tokens (0 once closed).
+func (s *Slice) Left() int64 { return max(s.left.Load(), 0) }
+
+// SliceEntry is the global path's state for one (rule, key): the current
+// slice, the local denial window after the global bucket ran dry, and the
+// demand estimate that sizes the next slice. Refills of one key are
+// serialised by its lock, so concurrent misses share one Redis call.
+type SliceEntry struct {
+	// Rule and Key name the Redis bucket; they are owned copies.
+	Rule, Key string
+
+	refill sync.Mutex
+	cur    atomic.Pointer[Slice]
+	gen    atomic.Uint64
+
+	// deniedUntil is the monotonic ns before which the key is denied locally:
+	// the global bucket had too little at the last refill.
+	deniedUntil atomic.Int64
+	lastUsed    atomic.Int64
+
+	// Guarded by refill.
+	demand     float64 // tokens per second this node spent recently
+	lastGlobal int64   // whole tokens the global bucket held at the last refill
+	lastRefill int64   // monotonic ns of the last refill
+
+	// lastDenial is what the last empty refill reported, for the requests
+	// denied locally inside the denial window.
+	lastDenial atomic.Pointer[denial]
+	params     atomic.Pointer[BucketParams]
+}
+
+// Current returns the slice in use, or nil.
+func (e *SliceEntry) Current() *Slice { return e.cur.Load() }
+
+// Touch records use at now, keeping the entry from being forgotten.
+func (e *SliceEntry) Touch(now int64) { e.lastUsed.Store(now) }
+
+// Generation counts refills; a waiter that sees it change while it waited for
+// the refill lock knows another caller already went to Redis for it.
+func (e *SliceEntry) Generation() uint64 { return e.gen.Load() }
+
+// LockRefill and UnlockRefill bracket a refill of this key.
+func (e *SliceEntry) LockRefill()   { e.refill.Lock() }
+func (e *SliceEntry) UnlockRefill() { e.refill.Unlock() }
+
+// Retire closes the current slice (refill lock held) and reports how the old
+// slice was used, feeding the demand estimate. unused is what goes back to
+// Redis; id 0 means there is nothing to settle.
+func (e *SliceEntry) Retire(now int64) (id, granted, unused int64) {
+	s := e.cur.Load()
+	if s == nil {
+		return 0, 0, 0
+	}
+	unused, ok := s.Close()
+	if !ok {
+		return 0, 0, 0 // the sweeper closed and settled it
+	}
+	e.observe(s.Granted-unused, now-s.IssuedAt)
+	return s.GrantID, s.Granted, unused
+}
+
+// observe folds the tokens spent over elapsed ns into the demand estimate.
+func (e *SliceEntry) observe(spent, elapsed int64) {
+	if elapsed < minDemandWindow {
+		elapsed = minDemandWindow
+	}
+	rate := float64(spent) * 1e9 / float64(elapsed)
+	if e.demand == 0 {
+		e.demand = rate
+		return
+	}
+	e.demand = (e.demand + rate) / 2
+}
+
+// minDemandWindow keeps one slice spent in a burst from reading as an
+// absurd rate.
+const minDemandWindow = int64(1e6) // 1 ms
+
+// Install makes s the current slice (refill lock held) and records what the
+// global bucket reported.
+func (e *SliceEntry) Install(s *Slice, now int64) {
+	e.lastGlobal, e.lastRefill = s.GlobalRemaining, now
+	e.deniedUntil.Store(0)
+	e.cur.Store(s)
+	e.gen.Add(1)
+}
+
+// Deny records a refill that got nothing (refill lock held): requests are
+// denied locally until `until`, with what the global bucket reported at now.
+func (e *SliceEntry) Deny(out Outcome, until, now int64) {
+	e.lastGlobal, e.lastRefill = out.Remaining, now
+	e.lastDenial.Store(&denial{out: out, at: now})
+	e.deniedUntil.Store(until)
+	e.gen.Add(1)
+}
+
+// denial is an empty refill's outcome and when it happened.
+type denial struct {
+	out Outcome
+	at  int64
+}
+
+// DeniedAt returns the outcome of a request denied locally at now: the last
+// empty refill's answer, aged by the time since. ok is false outside the
+// local denial window.
+func (e *SliceEntry) DeniedAt(now int64) (out Outcome, ok bool) {
+	if now >= e.deniedUntil.Load() {
+		return Outcome{}, false
+	}
+	d := e.lastDenial.Load()
+	if d == nil {
+		return Outcome{}, false
+	}
+	out = d.out
+	age := now - d.at
+	out.RetryAfter = max(out.RetryAfter-age, 1)
+	out.Reset = max(out.Reset-age, 0)
+	return out, true
+}
+
+// BucketParams are the global bucket's parameters as of the last refill; a
+// settle needs them because the script refills before it takes tokens back.
+type BucketParams struct {
+	Rate, Per, Burst int64 // Per in ns
+}
+
+// SetParams records the parameters used for this key's bucket.
+func (e *SliceEntry) SetParams(p BucketParams) {
+	if old := e.params.Load(); old == nil || *old != p {
+		e.params.Store(&p)
+	}
+}
+
+// Params returns the parameters recorded by SetParams.
+func (e *SliceEntry) Params() BucketParams {
+	if p := e.params.Load(); p != nil {
+		return *p
+	}
+	return BucketParams{}
+}
+
+// SizeParams are the inputs of a slice size decision.
+type SizeParams struct {
+	Cost  int64   // the request that triggered the refill
+	Burst int64   // the rule's burst
+	Rate  float64 // the rule's refill rate, tokens per second
+	TTL   int64   // slice lifetime, ns
+	Nodes int     // cluster size: how many nodes share what is left
+	Now   int64
+}
+
+// WantSize is how many tokens to ask the global bucket for. It covers this
+// node's recent demand over one slice lifetime (with headroom), but never
+// more than a fair share (1/Nodes) of what the global bucket is estimated to
+// hold now, so scarce tokens are not hoarded by one node: large slices when
+// tokens are plenty, down to the request's own cost near exhaustion.
+func (e *SliceEntry) WantSize(p SizeParams) int64 {
+	want := int64(math.Ceil(e.demand * float64(p.TTL) / 1e9 * sliceHeadroom))
+	estimate := p.Burst
+	if e.lastRefill != 0 {
+		refilled := p.Rate * float64(p.Now-e.lastRefill) / 1e9
+		estimate = min(p.Burst, e.lastGlobal+int64(refilled))
+	}
+	if share := estimate / int64(max(p.Nodes, 1)); want > share {
+		want = share
+	}
+	return max(want, p.Cost)
+}
+
+// sliceHeadroom over-asks a little so a key whose demand grows does not run
+// dry just before its slice would expire anyway.
+const sliceHeadroom = 1.5
+
+// SliceTable maps bucket keys to their SliceEntry.
+type SliceTable struct {
+	m *keyMap[*SliceEntry]
+}
+
+// NewSliceTable returns an empty table.
+func NewSliceTable() *SliceTable { return &SliceTable{m: newKeyMap[*SliceEntry]()} }
+
+// Entry returns key's entry, creating it with owned copies of rule and
+// display (which may alias a request buffer).
+func (t *SliceTable) Entry(key []byte, rule, display string) *SliceEntry {
+	if e, ok := t.m.Load(key); ok {
+		return e
+	}
+	e, _ := t.m.LoadOrStore(key, func() *SliceEntry {
+		return &SliceEntry{Rule: strings.Clone(rule), Key: strings.Clone(display)}
+	})
+	return e
+}
+
+// Expire closes every slice whose deadline has passed while it still held
+// tokens and hands each to settle, so unused tokens go back to Redis before
+// Redis writes them off; it forgets entries unused since idleBefore whose
+// slice is over. It returns how many entries it forgot.
+func (t *SliceTable) Expire(now, idleBefore int64, settle func(e *SliceEntry, s *Slice, unused int64)) int {
+	var pending []expired
+	forgotten := t.m.Sweep(func(_ string, e *SliceEntry) bool {
+		s := e.cur.Load()
+		if s != nil && now >= s.Deadline {
+			if unused, ok := s.Close(); ok {
+				pending = append(pending, expired{e, s, unused})
+			}
+		}
+		return e.lastUsed.Load() < idleBefore && (s == nil || now >= s.Deadline)
+	})
+	for _, p := range pending {
+		settle(p.entry, p.slice, p.unused)
+	}
+	return forgotten
+}
+
+type expired struct {
+	entry  *SliceEntry
+	slice  *Slice
+	unused int64
+}
+
+// Len is the number of keys with global state on this node.
+func (t *SliceTable) Len() int { return t.m.Len() }
+
+// Close closes every open slice and hands each to settle: on shutdown, unused
+// tokens go back to Redis.
+func (t *SliceTable) Close(settle func(e *SliceEntry, s *Slice, unused int64)) {
+	t.Expire(math.MaxInt64, math.MinInt64, settle)
+}

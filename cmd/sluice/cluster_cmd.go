@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sluicehq/sluice/api/client"
+	"github.com/sluicehq/sluice/fsm/rules"
+)
+
+// adminTimeout bounds one admin command.
+const adminTimeout = 15 * time.Second
+
+// adminFlags are the flags every admin command takes (SPEC §2).
+type adminFlags struct {
+	addr, token string
+}
+
+func (f *adminFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.addr, "addr", "http://127.0.0.1:8000", "HTTP address of any cluster member [SLUICE_ADDR]")
+	fs.StringVar(&f.token, "token", "", "admin bearer token [SLUICE_ADMIN_TOKEN]")
+}
+
+// parse parses args; a leading positional argument (sluice cluster remove ID
+// --addr X) is allowed before the flags and returned with the rest.
+func (f *adminFlags) parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var lead []string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		lead, args = args[:1], args[1:]
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	tokenGiven := false
+	fs.Visit(func(fl *flag.Flag) { tokenGiven = tokenGiven || fl.Name == "token" })
+	if !tokenGiven && f.token == "" {
+		// The same variable configures serve's --admin-token.
+		f.token = os.Getenv("SLUICE_ADMIN_TOKEN")
+	}
+	return append(lead, fs.Args()...), nil
+}
+
+func (f *adminFlags) client() *client.Client {
+	return client.New(f.addr, client.WithToken(f.token))
+}
+
+// runCluster implements `sluice cluster status|remove ID`.
+func runCluster(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, "usage: sluice cluster status | remove ID [--addr URL] [--token T]\n")
+		return 2
+	}
+	sub, args := args[0], args[1:]
+	fs := newFlagSet("cluster "+sub, stderr)
+	var f adminFlags
+	f.register(fs)
+	asJSON := false
+	if sub == "status" {
+		fs.BoolVar(&asJSON, "json", false, "print the raw JSON answer")
+	}
+	rest, err := f.parse(fs, args)
+	if err != nil {
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	defer cancel()
+	switch {
+	case sub == "status" && len(rest) == 0:
+		st, err := f.client().ClusterStatus(ctx)
+		if err != nil {
+			return adminFailed(stderr, "cluster status", err)
+		}
+		if asJSON {
+			return printJSON(stdout, stderr, st)
+		}
+		fmt.Fprintf(stdout, "leader: %s\nterm:   %d\n\n", orNone(st.Leader), st.Term)
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATE\tVOTER\tHEALTHY\tRAFT\tHTTP")
+		for _, n := range st.Nodes {
+			fmt.Fprintf(tw, "%s\t%s\t%t\t%t\t%s\t%s\n", n.ID, n.State, n.Voter, n.Healthy, n.RaftAddr, orNone(n.HTTPAddr))
+		}
+		tw.Flush()
+		return 0
+	case sub == "remove" && len(rest) == 1:
+		if err := f.client().RemoveNode(ctx, rest[0]); err != nil {
+			return adminFailed(stderr, "cluster remove", err)
+		}
+		fmt.Fprintf(stdout, "removed %s\n", rest[0])
+		return 0
+	}
+	fmt.Fprint(stderr, "usage: sluice cluster status | remove ID [--addr URL] [--token T]\n")
+	return 2
+}
+
+// adminFailed prints a refused admin call, one line per invalid field, and
+// returns the exit status 1.
+func adminFailed(stderr io.Writer, what string, err error) int {
+	var verr *rules.ValidationError
+	if errors.As(err, &verr) {
+		fmt.Fprintf(stderr, "sluice %s: rules rejected:\n", what)
+		for _, fe := range verr.Errors {
+			fmt.Fprintf(stderr, "  %s\n", fe.Error())
+		}
+		return 1
+	}
+	fmt.Fprintf(stderr, "sluice %s: %v\n", what, err)
+	return 1
+}
+
+func printJSON(stdout, stderr io.Writer, v any) int {
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}

@@ -1,0 +1,62 @@
+// Command sluice is the Sluice binary: a node (serve) and the tools that talk
+// to one (rules, cluster, check, bench). This package only parses flags and
+// wires packages together; behaviour lives in node/, api/ and friends.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `usage: sluice <command> [flags]
+
+commands:
+  serve                      run a node
+  rules validate -f FILE     validate a rules file offline
+  rules get | apply -f FILE  read / replace the cluster's rules
+  cluster status | remove ID show members / remove a node
+  check k=v ...              one decision (exit 0 allowed, 2 denied)
+
+Every flag also reads SLUICE_<FLAG_IN_UPPER_SNAKE> from the environment; the flag wins.
+Run "sluice <command> -h" for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return runServe(rest, stderr)
+	case "rules":
+		return runRules(rest, stdout, stderr)
+	case "cluster":
+		return runCluster(rest, stdout, stderr)
+	case "check":
+		return runCheck(rest, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "sluice: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}
+
+func runRules(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, "usage: sluice rules validate|get|apply [flags]\n")
+		return 2
+	}
+	if args[0] == "validate" {
+		return runRulesValidate(args[1:], stdout, stderr)
+	}
+	return runRulesRemote(args[0], args[1:], stdout, stderr)
+}

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/fsm/rules"
+	"github.com/sluicehq/sluice/node"
+)
+
+// defaultRulesFile is used when --rules is not given and the file exists
+// (make run from the repository root), so a bare `sluice serve` limits /ping.
+const defaultRulesFile = "testdata/rules.json"
+
+type serveFlags struct {
+	nodeID, dataDir             string
+	httpAddr, httpAdvertise     string
+	raftAddr, raftAdvertise     string
+	join, rulesFile, adminToken string
+	logLevel, logFormat         string
+}
+
+func (f *serveFlags) register(fs *flag.FlagSet) {
+	host, _ := os.Hostname()
+	fs.StringVar(&f.nodeID, "node-id", host, "unique node id")
+	fs.StringVar(&f.dataDir, "data-dir", "./sluice-data", "directory for raft state")
+	fs.StringVar(&f.httpAddr, "http-addr", ":8000", "HTTP listen address (check API, admin, metrics)")
+	fs.StringVar(&f.httpAdvertise, "http-advertise", "", "HTTP address other nodes use to reach this one [derived]")
+	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:7000", "raft listen address")
+	fs.StringVar(&f.raftAdvertise, "raft-advertise", "", "raft address other nodes use [raft-addr]")
+	fs.StringVar(&f.join, "join", "", "comma-separated HTTP addresses of existing members")
+	fs.StringVar(&f.rulesFile, "rules", "", "rules applied when this node bootstraps a new cluster [testdata/rules.json when present]")
+	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token for the admin API and node-to-node calls")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+}
+
+func runServe(args []string, stderr io.Writer) int {
+	fs := newFlagSet("serve", stderr)
+	var f serveFlags
+	f.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return 2
+	}
+	logger, err := newLogger(stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice serve: %v\n", err)
+		return 2
+	}
+	if err := serve(f, logger); err != nil {
+		logger.Error("sluice serve failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(f serveFlags, logger *slog.Logger) error {
+	bootstrapRules, err := loadBootstrapRules(f.rulesFile)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	engine := node.NewEngine(node.WithMetrics(node.NewEngineMetrics(reg)))
+
+	httpLn, err := net.Listen("tcp", f.httpAddr)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	cfg := node.Config{
+		ID:             f.nodeID,
+		DataDir:        f.dataDir,
+		RaftAddr:       f.raftAddr,
+		RaftAdvertise:  f.raftAdvertise,
+		HTTPAdvertise:  advertisedHTTP(f, httpLn.Addr()),
+		Join:           splitList(f.join),
+		BootstrapRules: bootstrapRules,
+		AdminToken:     f.adminToken,
+		Logger:         logger,
+		OnRules: func(version uint64, doc []byte) {
+			set, err := rules.Parse(doc)
+			if err != nil {
+				logger.Error("replicated rules do not parse; keeping the previous rules", "version", version, "err", err)
+				return
+			}
+			engine.SetRules(version, set)
+			logger.Info("rules installed", "version", version, "rules", len(set.Rules))
+		},
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		return err
+	}
+	srv, err := api.NewServer(api.Config{Engine: engine, Admin: n, AdminToken: f.adminToken, Ready: n.Ready, Registry: reg})
+	if err != nil {
+		return err
+	}
+	httpSrv := srv.HTTPServer(f.httpAddr)
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- httpSrv.Serve(httpLn) }()
+	logger.Info("sluice serving", "node", f.nodeID, "http", httpLn.Addr().String(), "raft", f.raftAddr)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go engine.Run(ctx)
+	if err := n.Open(ctx); err != nil {
+		_ = httpSrv.Close()
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err := <-httpErr:
+		if !errors.Is(err, http.ErrServerClosed) {
+			_ = n.Close()
+			return err
+		}
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
+		logger.Warn("http shutdown", "err", err)
+	}
+	return n.Close()
+}
+
+// loadBootstrapRules reads --rules, or the default sample when present.
+func loadBootstrapRules(file string) ([]byte, error) {
+	if file == "" {
+		if _, err := os.Stat(defaultRulesFile); err != nil {
+			return nil, nil
+		}
+		file = defaultRulesFile
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--rules: %w", err)
+	}
+	if _, err := rules.Parse(data); err != nil {
+		return nil, fmt.Errorf("--rules %s: %w", file, err)
+	}
+	return data, nil
+}
+
+// advertisedHTTP derives the HTTP address peers should use: --http-advertise,
+// else the listen address with an unspecified host replaced by the raft
+// advertise host (so a node on ":8000" with raft on 10.0.0.5 advertises 10.0.0.5:8000).
+func advertisedHTTP(f serveFlags, ln net.Addr) string {
+	if f.httpAdvertise != "" {
+		return f.httpAdvertise
+	}
+	_, port, _ := net.SplitHostPort(ln.String())
+	host, _, _ := net.SplitHostPort(f.httpAddr)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		raft := f.raftAdvertise
+		if raft == "" {
+			raft = f.raftAddr
+		}
+		host, _, _ = net.SplitHostPort(raft)
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format: %q is not text or json", format)
+	}
+}

@@ -1,0 +1,54 @@
+package fsm
+
+import (
+	"maps"
+	"slices"
+	"strings"
+)
+
+// Member is one node of the cluster as recorded in the FSM.
+type Member struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr"`
+}
+
+// State is one immutable version of the replicated state. Nothing mutates a
+// State once it is published; an apply builds a new one, sharing the parts
+// it did not change.
+type State struct {
+	rulesVersion uint64
+	rulesDoc     []byte
+	members      map[string]Member
+}
+
+var emptyState = &State{members: map[string]Member{}}
+
+// Rules returns the rules document and its version (0 and nil before the
+// first SetRules). The caller must not modify doc.
+func (s *State) Rules() (version uint64, doc []byte) { return s.rulesVersion, s.rulesDoc }
+
+// Member returns the member with the given id.
+func (s *State) Member(id string) (Member, bool) {
+	m, ok := s.members[id]
+	return m, ok
+}
+
+// Members returns every member, sorted by id.
+func (s *State) Members() []Member {
+	out := slices.Collect(maps.Values(s.members))
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// clone returns a shallow copy; the caller replaces the fields it changes.
+func (s *State) clone() *State {
+	c := *s
+	return &c
+}
+
+func cloneMembers(m map[string]Member) map[string]Member {
+	c := make(map[string]Member, len(m)+1)
+	maps.Copy(c, m)
+	return c
+}

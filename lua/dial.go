@@ -1,0 +1,146 @@
+package lua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+)
+
+// Dial makes a Redis client from the --redis flag value: "redis://[user:pass@]host:port"
+// (or rediss:// for TLS), "host:port", or a comma-separated list of Redis Cluster seeds.
+// mode is "single", "cluster" or "auto": a list means cluster, and a single address is
+// asked INFO cluster, which is the only time Dial talks to Redis (bounded by ctx). In the
+// explicit modes Redis may be down at startup; the client connects when first used.
+//
+// The client is tuned for a caller that would rather fall back than wait: every step
+// (dial, pool wait, read, write) is bounded by timeout, and a standalone client retries
+// nothing, since a retry could only start after the budget is gone and a retried acquire
+// that had in fact run would strand its grant until it expires. A cluster client must
+// follow MOVED/ASK redirects and try another node when one fails (that is how it finds a
+// promoted replica), so it does, at most maxRedirects times; callers bound each call with
+// a context deadline, which go-redis honours throughout.
+func Dial(ctx context.Context, spec, mode string, timeout time.Duration) (redis.UniversalClient, error) {
+	if timeout <= 0 {
+		return nil, fmt.Errorf("redis timeout must be > 0, got %v", timeout)
+	}
+	seeds, err := parseSeeds(spec)
+	if err != nil {
+		return nil, err
+	}
+	switch mode {
+	case "single":
+		if len(seeds) > 1 {
+			return nil, fmt.Errorf("redis mode single takes one address, got %d", len(seeds))
+		}
+		return redis.NewClient(singleOptions(seeds[0], timeout)), nil
+	case "cluster":
+		return newCluster(seeds, timeout)
+	case "auto":
+		if len(seeds) > 1 {
+			return newCluster(seeds, timeout)
+		}
+		return dialAuto(ctx, seeds, timeout)
+	default:
+		return nil, fmt.Errorf("redis mode must be cluster, single or auto, got %q", mode)
+	}
+}
+
+// maxRedirects is how many redirects or node failures one cluster call may get past: one
+// for a moved slot, one more for a slot being migrated at the same time.
+const maxRedirects = 2
+
+// dialAuto asks the one address whether it is part of a Redis Cluster.
+func dialAuto(ctx context.Context, seeds []*redis.Options, timeout time.Duration) (redis.UniversalClient, error) {
+	single := redis.NewClient(singleOptions(seeds[0], timeout))
+	info, err := single.Info(ctx, "cluster").Result()
+	if err != nil {
+		single.Close()
+		return nil, fmt.Errorf("redis mode auto: asking %s INFO cluster (set the mode to skip this): %w", seeds[0].Addr, err)
+	}
+	if !strings.Contains(info, "cluster_enabled:1") {
+		return single, nil
+	}
+	single.Close()
+	return newCluster(seeds, timeout)
+}
+
+// parseSeeds turns the flag value into one set of connection options per address.
+func parseSeeds(spec string) ([]*redis.Options, error) {
+	var seeds []*redis.Options
+	for _, s := range strings.Split(spec, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			return nil, fmt.Errorf("redis address list %q has an empty entry", spec)
+		}
+		if !strings.Contains(s, "://") {
+			s = "redis://" + s
+		}
+		opt, err := redis.ParseURL(s)
+		if err != nil {
+			return nil, fmt.Errorf("redis address %q: %w", s, err)
+		}
+		seeds = append(seeds, opt)
+	}
+	return seeds, nil
+}
+
+// singleOptions keeps the address, credentials, database and TLS of a parsed URL and sets
+// everything else for low latency.
+func singleOptions(seed *redis.Options, timeout time.Duration) *redis.Options {
+	return &redis.Options{
+		Addr:      seed.Addr,
+		Username:  seed.Username,
+		Password:  seed.Password,
+		DB:        seed.DB,
+		TLSConfig: seed.TLSConfig,
+
+		DialTimeout:           timeout,
+		DialerRetries:         1,
+		ReadTimeout:           timeout,
+		WriteTimeout:          timeout,
+		ContextTimeoutEnabled: true,
+		PoolTimeout:           timeout,
+		// Warm connections spare the first calls after a quiet spell a dial.
+		MinIdleConns: runtime.GOMAXPROCS(0),
+		MaxRetries:   -1,
+
+		DisableIdentity:          true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	}
+}
+
+func newCluster(seeds []*redis.Options, timeout time.Duration) (redis.UniversalClient, error) {
+	addrs := make([]string, len(seeds))
+	for i, s := range seeds {
+		if s.DB != 0 {
+			return nil, errors.New("redis cluster has only database 0; drop the /db from the address")
+		}
+		addrs[i] = s.Addr
+	}
+	// Credentials and TLS come from the first seed; a cluster's nodes share them.
+	return redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs:     addrs,
+		Username:  seeds[0].Username,
+		Password:  seeds[0].Password,
+		TLSConfig: seeds[0].TLSConfig,
+
+		MaxRedirects:          maxRedirects,
+		MaxRetries:            -1,
+		DialTimeout:           timeout,
+		DialerRetries:         1,
+		ReadTimeout:           timeout,
+		WriteTimeout:          timeout,
+		ContextTimeoutEnabled: true,
+		PoolTimeout:           timeout,
+		MinIdleConns:          runtime.GOMAXPROCS(0),
+
+		DisableIdentity:          true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	}), nil
+}

@@ -1,0 +1,185 @@
+// Package lua holds the authoritative token bucket that keeps a Sluice cluster within its
+// limits while Redis is healthy (SPEC §8): the Lua script that grants, settles and reads
+// slices atomically by Redis time, and the thin go-redis adapter that calls it. It knows
+// nothing about rules; callers pass a bucket's parameters with every call.
+package lua
+
+import (
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed token_bucket.lua
+var tokenBucketSource string
+
+// tokenBucket runs with EVALSHA and falls back to EVAL (which reloads it) on NOSCRIPT,
+// e.g. after a restart, a failover to a fresh replica or SCRIPT FLUSH.
+var tokenBucket = redis.NewScript(tokenBucketSource)
+
+// Bucket is a token bucket's parameters: Rate tokens per Per (whole microseconds), holding
+// at most Burst.
+type Bucket struct {
+	Rate  int64
+	Per   time.Duration
+	Burst int64
+}
+
+// Grant is the answer to Acquire.
+type Grant struct {
+	ID        int64 // names the grant for Settle; 0 when nothing was granted
+	Granted   int64 // tokens handed out, between min and want, or 0
+	Remaining int64 // whole tokens left in the bucket after this grant
+	// RetryAfter is, when nothing was granted, how long until min tokens can be.
+	RetryAfter time.Duration
+	Reset      time.Duration // time until the bucket would be full
+	Never      bool          // min exceeds the burst: no wait will ever do
+}
+
+// Limiter runs the token bucket script against Redis, standalone or cluster. Its methods
+// are safe for concurrent use; the deadline of ctx bounds each call.
+type Limiter struct {
+	rdb redis.UniversalClient
+}
+
+// NewLimiter returns a Limiter using rdb, typically made by Dial.
+func NewLimiter(rdb redis.UniversalClient) *Limiter {
+	return &Limiter{rdb: rdb}
+}
+
+// Acquire asks for want tokens and accepts any amount from min up. A grant counts as
+// spent once ttl has passed by Redis time unless settled earlier, so ttl must cover the
+// whole time the caller may use it (the slice TTL plus a margin for clock drift).
+func (l *Limiter) Acquire(ctx context.Context, rule, key string, b Bucket, want, min int64, ttl time.Duration) (Grant, error) {
+	return l.Renew(ctx, rule, key, b, Settlement{}, want, min, ttl)
+}
+
+// Settlement ends an earlier grant: Unused of its Granted tokens go back to the bucket.
+// The zero Settlement settles nothing.
+type Settlement struct {
+	ID, Granted, Unused int64
+}
+
+// Renew settles prev (as Settle does) and then acquires (as Acquire does) in one round
+// trip, so a node renewing a slice costs Redis one call per slice.
+func (l *Limiter) Renew(ctx context.Context, rule, key string, b Bucket, prev Settlement, want, min int64, ttl time.Duration) (Grant, error) {
+	args := []int64{want, min, ttl.Microseconds()}
+	if prev.ID != 0 {
+		args = append(args, prev.ID, prev.Granted, prev.Unused)
+	}
+	v, err := l.run(ctx, rule, key, 5, "acquire", b, args...)
+	if err != nil {
+		return Grant{}, err
+	}
+	g := Grant{Granted: v[0], ID: v[1], Remaining: v[2], Reset: time.Duration(v[4]) * time.Microsecond}
+	if v[3] < 0 {
+		g.Never = true
+	} else {
+		g.RetryAfter = time.Duration(v[3]) * time.Microsecond
+	}
+	return g, nil
+}
+
+// Settle ends a grant, handing back its unused tokens. It reports whether the grant was
+// still outstanding; one that had expired counts as fully spent and returns nothing.
+func (l *Limiter) Settle(ctx context.Context, rule, key string, b Bucket, grantID, granted, unused int64) (found bool, err error) {
+	v, err := l.run(ctx, rule, key, 1, "settle", b, grantID, granted, unused)
+	if err != nil {
+		return false, err
+	}
+	return v[0] == 1, nil
+}
+
+// Peek reports a bucket's whole tokens and the time until it would be full, changing nothing.
+func (l *Limiter) Peek(ctx context.Context, rule, key string, b Bucket) (remaining int64, reset time.Duration, err error) {
+	v, err := l.run(ctx, rule, key, 2, "peek", b)
+	if err != nil {
+		return 0, 0, err
+	}
+	return v[0], time.Duration(v[1]) * time.Microsecond, nil
+}
+
+// Ping checks that Redis answers (the fallback probe).
+func (l *Limiter) Ping(ctx context.Context) error {
+	err := l.rdb.Ping(ctx).Err()
+	if err != nil {
+		l.rereadSlotsAfter(err)
+	}
+	return err
+}
+
+// run calls the script's op for one bucket and returns its integer answer, which must have n values.
+func (l *Limiter) run(ctx context.Context, rule, key string, n int, op string, b Bucket, opArgs ...int64) ([]int64, error) {
+	bucketKey := RedisKey(rule, key)
+	args := make([]any, 0, 4+len(opArgs))
+	args = append(args, op, b.Rate, b.Per.Microseconds(), b.Burst)
+	for _, a := range opArgs {
+		args = append(args, a)
+	}
+	res, err := tokenBucket.Run(ctx, l.rdb, []string{bucketKey, grantsKey(bucketKey)}, args...).Result()
+	if err != nil {
+		l.rereadSlotsAfter(err)
+		return nil, fmt.Errorf("token bucket %s %s: %w", op, bucketKey, err)
+	}
+	v, err := int64s(res, n)
+	if err != nil {
+		return nil, fmt.Errorf("token bucket %s %s: %w", op, bucketKey, err)
+	}
+	return v, nil
+}
+
+// rereadSlotsAfter makes a cluster client re-read the slot map after a failure that was
+// not a Redis reply. go-redis re-reads it on its own only on MOVED or once a minute, so it
+// would keep calling a dead master for up to a minute after a replica took over. The
+// re-read runs in the background and go-redis coalesces bursts of them.
+func (l *Limiter) rereadSlotsAfter(err error) {
+	var reply redis.Error
+	if cluster, ok := l.rdb.(*redis.ClusterClient); ok && !errors.As(err, &reply) {
+		cluster.ReloadState(context.Background())
+	}
+}
+
+// int64s converts a script reply, a single integer or an array of them, into n int64s.
+func int64s(res any, n int) ([]int64, error) {
+	items, ok := res.([]any)
+	if !ok {
+		items = []any{res}
+	}
+	if len(items) != n {
+		return nil, fmt.Errorf("script returned %d values, want %d", len(items), n)
+	}
+	out := make([]int64, n)
+	for i, it := range items {
+		if out[i], ok = it.(int64); !ok {
+			return nil, fmt.Errorf("script returned %T at %d, want an integer", it, i)
+		}
+	}
+	return out, nil
+}
+
+// maxTagLen bounds "<rule>:<key>" inside the hash tag; longer keys are hashed.
+const maxTagLen = 128
+
+// RedisKey names the hash holding the bucket of (rule, key): sluice:{<rule>:<key>}. The
+// braces make it and its grant set share one Redis Cluster slot. A key that would make the
+// tag longer than maxTagLen is replaced by "h:" and its SHA-256 in hex, and so is any key
+// already starting with "h:", so a client cannot pick a key that names another's hashed bucket.
+func RedisKey(rule, key string) string {
+	if len(rule)+1+len(key) > maxTagLen || strings.HasPrefix(key, "h:") {
+		sum := sha256.Sum256([]byte(key))
+		key = "h:" + hex.EncodeToString(sum[:])
+	}
+	return "sluice:{" + rule + ":" + key + "}"
+}
+
+// grantsKey names the sorted set of a bucket's outstanding grants.
+func grantsKey(bucketKey string) string {
+	return bucketKey + ":g"
+}

@@ -1,0 +1,107 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/sluicehq/sluice/api/admin"
+	"github.com/sluicehq/sluice/fsm"
+	"github.com/sluicehq/sluice/fsm/rules"
+)
+
+// ClusterStatus answers with the leader's view of the cluster (only the
+// leader sees which followers answer heartbeats); when the leader cannot be
+// asked, with this node's own view.
+func (n *Node) ClusterStatus(ctx context.Context) (admin.ClusterStatus, error) {
+	if !n.IsLeader() {
+		if leader := n.LeaderHTTPAddr(); leader != "" {
+			st, err := n.leader.ClusterStatus(ctx, leader)
+			if err == nil {
+				return st, nil
+			}
+			n.logger.Debug("leader's cluster view unavailable; answering with ours", "err", err)
+		}
+	}
+	return n.localStatus(), nil
+}
+
+func (n *Node) localStatus() admin.ClusterStatus {
+	leaderID := n.LeaderID()
+	leading := n.IsLeader()
+	state := n.fsm.State()
+	st := admin.ClusterStatus{Leader: leaderID, Term: n.raft.CurrentTerm(), Nodes: []admin.NodeStatus{}}
+	for _, s := range n.servers() {
+		id := string(s.ID)
+		m, _ := state.Member(id)
+		ns := admin.NodeStatus{
+			ID: id, RaftAddr: string(s.Address), HTTPAddr: m.HTTPAddr,
+			Voter: s.Suffrage == raft.Voter, State: "follower",
+		}
+		switch {
+		case id == leaderID:
+			ns.State = "leader"
+		case leaderID == "":
+			ns.State = "unknown"
+		}
+		switch {
+		case id == n.cfg.ID:
+			ns.Healthy = true
+		case leading:
+			ns.Healthy = n.health.healthy(id)
+		case id == leaderID:
+			ns.Healthy = time.Since(n.raft.LastContact()) < 3*n.raft.ReloadableConfig().HeartbeatTimeout
+		}
+		st.Nodes = append(st.Nodes, ns)
+	}
+	slices.SortFunc(st.Nodes, func(a, b admin.NodeStatus) int { return strings.Compare(a.ID, b.ID) })
+	return st
+}
+
+// Rules returns this node's copy of the rules: the "rules" array of the
+// document and its version (0 and an empty array before any rules).
+func (n *Node) Rules(context.Context) (admin.RulesDoc, error) {
+	version, doc := n.fsm.State().Rules()
+	out := admin.RulesDoc{Version: version, Rules: json.RawMessage("[]")}
+	if doc == nil {
+		return out, nil
+	}
+	var d struct {
+		Rules json.RawMessage `json:"rules"`
+	}
+	if err := json.Unmarshal(doc, &d); err != nil {
+		return admin.RulesDoc{}, fmt.Errorf("stored rules document version %d: %w", version, err)
+	}
+	if len(d.Rules) > 0 && string(d.Rules) != "null" {
+		out.Rules = d.Rules
+	}
+	return out, nil
+}
+
+// SetRules validates doc and replaces the cluster's rules, returning the new
+// version. Invalid documents fail with an error that is admin.ErrInvalid and
+// carries the *rules.ValidationError listing every bad field.
+func (n *Node) SetRules(ctx context.Context, doc []byte) (uint64, error) {
+	if _, err := rules.Parse(doc); err != nil {
+		return 0, fmt.Errorf("%w: %w", admin.ErrInvalid, err)
+	}
+	var version uint64
+	err := n.onLeader(
+		func() error {
+			resp, err := n.apply(fsm.EncodeSetRules(doc))
+			if err == nil {
+				version = resp.(uint64)
+			}
+			return err
+		},
+		func(leader string) (err error) {
+			version, err = n.leader.SetRules(ctx, leader, doc)
+			return err
+		})
+	return version, err
+}

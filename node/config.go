@@ -1,0 +1,89 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/sluicehq/sluice/fsm/rules"
+)
+
+// RaftTimeouts tunes raft; a zero field keeps raft's production default.
+// Tests use timeouts of tens of milliseconds to elect leaders quickly.
+type RaftTimeouts struct {
+	Heartbeat   time.Duration
+	Election    time.Duration
+	LeaderLease time.Duration
+	Commit      time.Duration
+}
+
+// Config describes one node of a cluster.
+type Config struct {
+	// ID names the node in raft and in the member list; it must never change.
+	ID string
+	// DataDir holds the raft log, stable store and snapshots.
+	DataDir string
+	// RaftAddr is the raft listen address.
+	RaftAddr string
+	// RaftAdvertise is the raft address peers dial; empty means RaftAddr.
+	RaftAdvertise string
+	// HTTPAdvertise is this node's HTTP API address as peers reach it
+	// (followers forward writes there when this node leads).
+	HTTPAdvertise string
+	// Join lists HTTP addresses ("host:port" or "http://host:port") of
+	// existing members. Without it, and without raft state, the node
+	// bootstraps a new single-node cluster.
+	Join []string
+	// BootstrapRules is applied when this node leads a cluster that has no
+	// rules yet (in practice: the cluster it bootstraps). Nil means none.
+	BootstrapRules []byte
+	// AdminToken authenticates raft connections and node-to-node HTTP calls.
+	AdminToken string
+	// Logger receives the node's and raft's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// RaftTimeouts tunes raft; zero values mean production defaults.
+	RaftTimeouts RaftTimeouts
+	// OnRules is told about every rules change in apply order, including
+	// the state restored at start. It runs on raft's apply goroutine and
+	// must return quickly.
+	OnRules func(version uint64, doc []byte)
+}
+
+// Validate reports a configuration the node cannot run with.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.ID == "" {
+		errs = append(errs, errors.New("node: ID is required"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("node: DataDir is required"))
+	}
+	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
+		errs = append(errs, fmt.Errorf("node: RaftAddr: %w", err))
+	}
+	if c.RaftAdvertise != "" {
+		if _, _, err := net.SplitHostPort(c.RaftAdvertise); err != nil {
+			errs = append(errs, fmt.Errorf("node: RaftAdvertise: %w", err))
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAdvertise); err != nil {
+		errs = append(errs, fmt.Errorf("node: HTTPAdvertise: %w", err))
+	}
+	for i, j := range c.Join {
+		if j == "" {
+			errs = append(errs, fmt.Errorf("node: Join[%d] is empty", i))
+		}
+	}
+	if c.BootstrapRules != nil {
+		if _, err := rules.Parse(c.BootstrapRules); err != nil {
+			errs = append(errs, fmt.Errorf("node: BootstrapRules: %w", err))
+		}
+	}
+	t := c.RaftTimeouts
+	if t.Heartbeat < 0 || t.Election < 0 || t.LeaderLease < 0 || t.Commit < 0 {
+		errs = append(errs, errors.New("node: RaftTimeouts must not be negative"))
+	}
+	return errors.Join(errs...)
+}

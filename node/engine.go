@@ -1,0 +1,319 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicehq/sluice/api/check"
+	"github.com/sluicehq/sluice/buckets"
+	"github.com/sluicehq/sluice/fsm/rules"
+)
+
+// Engine is the decision path: rules snapshot → applicable rules → bucket
+// takes → all-or-nothing verdict. It never blocks on Raft: rules arrive
+// through SetRules, which swaps an atomic pointer. With a GlobalConfig it
+// spends slices of the Redis bucket, and falls back to local buckets at the
+// node's share while Redis is unreachable.
+type Engine struct {
+	rules    atomic.Pointer[ruleSet]
+	local    *buckets.Table // local mode's buckets
+	fallback *buckets.Table // fallback mode's buckets, at the node's share
+	global   *globalPath    // nil in local mode
+	health   *redisHealth   // nil in local mode
+	epoch    time.Time
+	metrics  *EngineMetrics
+	logger   *slog.Logger
+	ctx      context.Context
+	cancel   context.CancelFunc
+}
+
+// ruleSet is one immutable rules version, precompiled for the hot path.
+type ruleSet struct {
+	version  uint64
+	compiled *rules.Compiled
+	limits   []buckets.Limit // by rule index; zero for quota rules
+	counters []ruleCounters  // by rule index
+}
+
+// maxRulesPerRequest bounds the stack buffers of applicable rules; more
+// applicable rules still work, they just allocate.
+const maxRulesPerRequest = 16
+
+// EngineOption configures an Engine.
+type EngineOption func(*Engine)
+
+// WithMetrics counts decisions in m.
+func WithMetrics(m *EngineMetrics) EngineOption { return func(e *Engine) { e.metrics = m } }
+
+// WithLogger sets the engine's logger.
+func WithLogger(l *slog.Logger) EngineOption { return func(e *Engine) { e.logger = l } }
+
+// WithGlobal turns on global mode (slices from the Redis bucket).
+func WithGlobal(cfg GlobalConfig) EngineOption {
+	return func(e *Engine) {
+		e.global = newGlobalPath(cfg, e.now)
+		e.health = &redisHealth{
+			probe: cfg.Limiter.Ping, interval: probeInterval, timeout: cfg.RedisTimeout,
+			metrics: cfg.Metrics,
+		}
+	}
+}
+
+// NewEngine returns an engine with no rules: every request is allowed until
+// SetRules is called. Close releases it.
+func NewEngine(opts ...EngineOption) *Engine {
+	e := &Engine{local: buckets.NewTable(), fallback: buckets.NewTable(), epoch: time.Now(), logger: slog.Default()}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	for _, o := range opts {
+		o(e)
+	}
+	if e.health != nil {
+		e.health.logger, e.health.ctx = e.logger, e.ctx
+	}
+	e.SetRules(0, &rules.Set{})
+	return e
+}
+
+// SetRules installs a validated rules set. Bucket state is keyed by rule name
+// and key, so buckets of rules that survive an update keep their tokens.
+func (e *Engine) SetRules(version uint64, set *rules.Set) {
+	c := rules.Compile(set)
+	rs := &ruleSet{
+		version:  version,
+		compiled: c,
+		limits:   make([]buckets.Limit, c.Len()),
+		counters: make([]ruleCounters, c.Len()),
+	}
+	for i := 0; i < c.Len(); i++ {
+		r := c.Rule(i).Rule
+		if r.Limit != nil {
+			rs.limits[i] = buckets.NewLimit(r.Limit.Rate, time.Duration(r.Limit.Per), r.Limit.Burst)
+		}
+		rs.counters[i] = e.metrics.countersFor(r.Name)
+	}
+	e.rules.Store(rs)
+}
+
+// RulesVersion returns the version of the installed rules.
+func (e *Engine) RulesVersion() uint64 { return e.rules.Load().version }
+
+// now is the engine's monotonic clock in nanoseconds.
+func (e *Engine) now() int64 { return int64(time.Since(e.epoch)) }
+
+// Decide implements check.Decider for in-process callers (the gin middleware).
+func (e *Engine) Decide(ctx context.Context, req check.Request) (check.Decision, error) {
+	var d check.Decision
+	err := e.DecideInto(ctx, &req, &d)
+	return d, err
+}
+
+// DecideInto decides req into d, reusing d.Results' capacity; it is the
+// allocation-free form the HTTP batch path uses.
+func (e *Engine) DecideInto(ctx context.Context, req *check.Request, d *check.Decision) error {
+	cost := req.EffectiveCost()
+	if cost < 1 {
+		return &check.FieldError{Field: "cost", Msg: "must be an integer >= 1"}
+	}
+	start := time.Now()
+	rs := e.rules.Load()
+	var idxBuf [maxRulesPerRequest]int
+	applicable := rs.compiled.Applicable(req.Attributes, idxBuf[:0])
+
+	*d = check.Decision{Allowed: true, Mode: e.mode(), Results: d.Results[:0]}
+	now := e.now()
+	var keyBuf [256]byte
+	var modeBuf [maxRulesPerRequest]check.Mode
+	modes := modeBuf[:0]
+	for _, i := range applicable {
+		r := rs.compiled.Rule(i)
+		key := r.AppendKey(keyBuf[:0], req.Attributes)
+		display := r.DisplayKey(req.Attributes)
+		out, mode := e.take(ctx, rs, i, key, display, cost, now)
+		if mode == check.ModeFallback {
+			d.Mode = mode
+		}
+		modes = append(modes, mode)
+		res := check.Result{
+			Rule:         r.Rule.Name,
+			Key:          display,
+			Allowed:      out.Allowed,
+			Shadow:       r.Rule.Shadow,
+			Limit:        r.Rule.Limit.Rate,
+			Remaining:    out.Remaining,
+			ResetMs:      ceilMs(out.Reset),
+			RetryAfterMs: ceilMs(out.RetryAfter),
+		}
+		if out.TooCostly {
+			res.Reason = fmt.Sprintf("cost %d exceeds burst %d", cost, r.Rule.Limit.Burst)
+		}
+		d.Results = append(d.Results, res)
+		if !out.Allowed && !r.Rule.Shadow {
+			d.Allowed = false
+		}
+	}
+	if !d.Allowed {
+		e.refund(rs, applicable, modes, req.Attributes, d.Results, cost, now)
+	}
+	summarize(d)
+	e.metrics.observe(rs, applicable, d, time.Since(start))
+	return nil
+}
+
+// mode is the mode decisions start in.
+func (e *Engine) mode() check.Mode {
+	switch {
+	case e.global == nil:
+		return check.ModeLocal
+	case e.health.isDown():
+		return check.ModeFallback
+	default:
+		return check.ModeGlobal
+	}
+}
+
+// take takes cost tokens for rule i and key in the engine's current mode. A
+// Redis failure opens the breaker and the same request is decided in
+// fallback mode: no request fails because Redis is down.
+func (e *Engine) take(ctx context.Context, rs *ruleSet, i int, key []byte, display string, cost, now int64) (buckets.Outcome, check.Mode) {
+	switch mode := e.mode(); mode {
+	case check.ModeLocal:
+		return e.local.Take(key, rs.limits[i], cost, now), mode
+	case check.ModeGlobal:
+		out, err := e.global.take(ctx, rs.compiled.Rule(i), key, display, cost, now)
+		if err == nil {
+			return out, mode
+		}
+		e.health.failed(err)
+	}
+	return e.fallback.Take(key, e.fallbackLimit(rs, i), cost, now), check.ModeFallback
+}
+
+// fallbackLimit is rule i's bucket scaled to this node's share (SPEC §7):
+// rate·s and max(1, burst·s).
+func (e *Engine) fallbackLimit(rs *ruleSet, i int) buckets.Limit {
+	share := e.global.share(rs.compiled.Rule(i).Rule.Name)
+	lim := rs.limits[i]
+	return buckets.Limit{
+		Interval: int64(float64(lim.Interval) / share),
+		Burst:    max(1, int64(float64(lim.Burst)*share)),
+	}
+}
+
+// refund gives back the tokens taken by rules that allowed a request another
+// rule denied: a rejected request consumes nothing (SPEC §4, all-or-nothing).
+func (e *Engine) refund(rs *ruleSet, applicable []int, modes []check.Mode, attrs check.Attrs, results []check.Result, cost, now int64) {
+	var keyBuf [256]byte
+	for n, i := range applicable {
+		if !results[n].Allowed {
+			continue
+		}
+		r := rs.compiled.Rule(i)
+		key := r.AppendKey(keyBuf[:0], attrs)
+		switch modes[n] {
+		case check.ModeLocal:
+			e.local.Refund(key, rs.limits[i], cost, now)
+		case check.ModeGlobal:
+			e.global.give(key, r, results[n].Key, cost)
+		case check.ModeFallback:
+			e.fallback.Refund(key, e.fallbackLimit(rs, i), cost, now)
+		}
+		results[n].Remaining += cost
+	}
+}
+
+// summarize fills the decision's top-level fields: on denial the denying rule
+// with the longest wait, otherwise the most restrictive enforced rule (fewest
+// remaining). Shadow rules never speak for the decision.
+func summarize(d *check.Decision) {
+	best := -1
+	for n := range d.Results {
+		r := &d.Results[n]
+		if r.Shadow {
+			continue
+		}
+		switch {
+		case best < 0:
+			best = n
+		case !d.Allowed:
+			if !r.Allowed && (d.Results[best].Allowed || r.RetryAfterMs > d.Results[best].RetryAfterMs) {
+				best = n
+			}
+		case r.Remaining < d.Results[best].Remaining:
+			best = n
+		}
+	}
+	if best < 0 {
+		return
+	}
+	r := &d.Results[best]
+	d.Rule, d.Limit, d.Remaining, d.ResetMs, d.Reason = r.Rule, r.Limit, r.Remaining, r.ResetMs, r.Reason
+	if !d.Allowed {
+		d.RetryAfterMs = r.RetryAfterMs
+	}
+}
+
+// ceilMs converts nanoseconds to milliseconds, rounding up so a client that
+// waits the reported time never comes back too early.
+func ceilMs(ns int64) int64 {
+	if ns <= 0 {
+		return 0
+	}
+	return (ns + int64(time.Millisecond) - 1) / int64(time.Millisecond)
+}
+
+// sweepInterval is how often idle local buckets are evicted.
+const sweepInterval = 5 * time.Second
+
+// Run does the engine's background work until ctx ends or the engine
+// closes: evicting idle buckets and handing expired slices' unused tokens
+// back to Redis.
+func (e *Engine) Run(ctx context.Context) {
+	sweep := time.NewTicker(sweepInterval)
+	defer sweep.Stop()
+	var expire <-chan time.Time
+	if e.global != nil {
+		t := time.NewTicker(e.global.cfg.SliceTTL / 2)
+		defer t.Stop()
+		expire = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.ctx.Done():
+			return
+		case <-sweep.C:
+			now := e.now()
+			e.local.Sweep(now)
+			e.fallback.Sweep(now)
+		case <-expire:
+			if !e.health.isDown() {
+				e.global.expire(e.ctx, idleSliceEntry)
+			}
+		}
+	}
+}
+
+// idleSliceEntry is how long a key's global state outlives its last use.
+const idleSliceEntry = 30 * time.Second
+
+// Close hands every open slice's unused tokens back to Redis (graceful
+// shutdown) and stops background work.
+func (e *Engine) Close(ctx context.Context) {
+	if e.global != nil && !e.health.isDown() {
+		e.global.closeAll(ctx)
+	}
+	e.cancel()
+}
+
+// ActiveKeys is the number of keys with state in memory.
+func (e *Engine) ActiveKeys() int {
+	n := e.local.Len() + e.fallback.Len()
+	if e.global != nil {
+		n += e.global.slices.Len()
+	}
+	return n
+}

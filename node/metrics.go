@@ -1,0 +1,89 @@
+package node
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/api/check"
+)
+
+// EngineMetrics are the decision-path metrics (SPEC §9). Per-rule counters
+// are resolved once per rules version, so the hot path only does atomic adds.
+type EngineMetrics struct {
+	decisions *prometheus.CounterVec
+	duration  prometheus.Histogram
+	noRule    ruleCounters
+}
+
+// NewEngineMetrics registers the decision metrics with reg.
+func NewEngineMetrics(reg prometheus.Registerer) *EngineMetrics {
+	m := &EngineMetrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sluice", Name: "decisions_total",
+			Help: "Decisions per rule, result (allowed, denied, shadow_denied) and mode; rule is empty for requests no rule applies to.",
+		}, []string{"rule", "result", "mode"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "sluice", Name: "decision_duration_seconds",
+			Help:    "Time to decide one request inside the engine.",
+			Buckets: []float64{1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 1e-4, 1e-3, 1e-2, 5e-2},
+		}),
+	}
+	reg.MustRegister(m.decisions, m.duration)
+	m.noRule = m.countersFor("")
+	return m
+}
+
+var modes = [...]check.Mode{check.ModeLocal, check.ModeGlobal, check.ModeFallback}
+
+// ruleCounters holds one rule's counters by mode index.
+type ruleCounters struct {
+	allowed, denied, shadowDenied [len(modes)]prometheus.Counter
+}
+
+func modeIndex(m check.Mode) int {
+	for i, x := range modes {
+		if x == m {
+			return i
+		}
+	}
+	return 0
+}
+
+func (m *EngineMetrics) countersFor(rule string) ruleCounters {
+	var rc ruleCounters
+	if m == nil {
+		return rc
+	}
+	for i, mode := range modes {
+		rc.allowed[i] = m.decisions.WithLabelValues(rule, "allowed", string(mode))
+		rc.denied[i] = m.decisions.WithLabelValues(rule, "denied", string(mode))
+		rc.shadowDenied[i] = m.decisions.WithLabelValues(rule, "shadow_denied", string(mode))
+	}
+	return rc
+}
+
+// observe counts one decision: one increment per applicable rule (or one for
+// "no rule"), plus its latency.
+func (m *EngineMetrics) observe(rs *ruleSet, applicable []int, d *check.Decision, took time.Duration) {
+	if m == nil {
+		return
+	}
+	mi := modeIndex(d.Mode)
+	if len(applicable) == 0 {
+		m.noRule.allowed[mi].Inc()
+	}
+	for n, i := range applicable {
+		rc := &rs.counters[i]
+		res := &d.Results[n]
+		switch {
+		case res.Allowed:
+			rc.allowed[mi].Inc()
+		case res.Shadow:
+			rc.shadowDenied[mi].Inc()
+		default:
+			rc.denied[mi].Inc()
+		}
+	}
+	m.duration.Observe(took.Seconds())
+}

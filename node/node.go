@@ -1,0 +1,200 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/sluicehq/sluice/api/admin"
+	"github.com/sluicehq/sluice/fsm"
+	"github.com/sluicehq/sluice/transport"
+)
+
+// Node is one member of a Sluice raft cluster: it replicates rules and
+// membership, forwards writes made on a follower to the leader, and
+// implements admin.Admin for the HTTP layer.
+type Node struct {
+	cfg    Config
+	logger *slog.Logger
+	fsm    *fsm.FSM
+	leader *transport.LeaderClient
+
+	raft     *raft.Raft
+	raftAddr raft.ServerAddress // as advertised to peers
+	store    *raftboltdb.BoltStore
+	observer *raft.Observer
+	health   peerHealth
+	// hadState: the data dir held raft state when the node started.
+	hadState bool
+
+	ctx    context.Context // ends at Close; bounds background work
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+var _ admin.Admin = (*Node)(nil)
+
+// forwardTimeout bounds one call to another node's HTTP API.
+const forwardTimeout = 10 * time.Second
+
+// New validates cfg, opens the node's stores and starts raft. The node does
+// not join or bootstrap a cluster until Open.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	n := &Node{
+		cfg:    cfg,
+		logger: cfg.Logger.With("component", "node"),
+		fsm:    fsm.New(cfg.OnRules),
+		leader: transport.NewLeaderClient(cfg.AdminToken, forwardTimeout),
+	}
+	n.health.reset()
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if err := n.startRaft(); err != nil {
+		n.cancel()
+		return nil, err
+	}
+	return n, nil
+}
+
+// Open makes the node a member of its cluster. A node with raft state
+// rejoins its cluster (and, with Join, re-announces its addresses in the
+// background); a new node with Join asks the listed members to add it,
+// retrying until one accepts or ctx ends; a new node without Join bootstraps
+// a single-node cluster and waits until it leads and has its rules.
+func (n *Node) Open(ctx context.Context) error {
+	switch {
+	case n.hadState:
+		n.logger.Info("restarting with existing raft state", "id", n.cfg.ID)
+		if len(n.cfg.Join) > 0 {
+			n.wg.Go(func() {
+				if err := n.joinCluster(n.ctx); err != nil && n.ctx.Err() == nil {
+					n.logger.Warn("re-announcing addresses failed", "err", err)
+				}
+			})
+		}
+		return nil
+	case len(n.cfg.Join) > 0:
+		return n.joinCluster(ctx)
+	default:
+		return n.bootstrap(ctx)
+	}
+}
+
+func (n *Node) bootstrap(ctx context.Context) error {
+	n.logger.Info("bootstrapping a new single-node cluster", "id", n.cfg.ID)
+	self := raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.ID), Address: n.raftAddr}
+	if err := n.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{self}}).Error(); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	// Becoming leader applies the bootstrap rules (see leadershipGained).
+	return n.waitFor(ctx, "bootstrap", func() bool {
+		if n.LeaderHTTPAddr() == "" {
+			return false
+		}
+		version, _ := n.fsm.State().Rules()
+		return n.cfg.BootstrapRules == nil || version > 0
+	})
+}
+
+// Close shuts raft down. It hands leadership over first when other voters
+// exist, so the cluster does not wait out an election timeout. Membership is
+// kept: a restarted node rejoins with its state.
+func (n *Node) Close() error {
+	if !n.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if n.IsLeader() && n.voters() > 1 {
+		if err := n.raft.LeadershipTransfer().Error(); err != nil {
+			n.logger.Warn("leadership transfer before shutdown failed", "err", err)
+		}
+	}
+	n.cancel()
+	err := n.raft.Shutdown().Error()
+	n.raft.DeregisterObserver(n.observer)
+	n.wg.Wait()
+	return errors.Join(err, n.store.Close())
+}
+
+// IsLeader reports whether this node is the raft leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// LeaderID returns the leader's node id, or "" when no leader is known.
+func (n *Node) LeaderID() string {
+	_, id := n.raft.LeaderWithID()
+	return string(id)
+}
+
+// LeaderHTTPAddr returns the leader's HTTP address, or "" when no leader is
+// known or its address is not in the member list yet.
+func (n *Node) LeaderHTTPAddr() string {
+	id := n.LeaderID()
+	if id == "" {
+		return ""
+	}
+	if id == n.cfg.ID {
+		return n.cfg.HTTPAdvertise
+	}
+	m, _ := n.fsm.State().Member(id)
+	return m.HTTPAddr
+}
+
+// WaitForLeader returns once a leader is known, or ctx's error.
+func (n *Node) WaitForLeader(ctx context.Context) error {
+	return n.waitFor(ctx, "leader", func() bool { return n.LeaderID() != "" })
+}
+
+// Ready returns nil once the node has rules and knows a leader (SPEC §5
+// /readyz), else an error saying what is missing.
+func (n *Node) Ready() error {
+	if n.closed.Load() {
+		return errors.New("node is shutting down")
+	}
+	if v, _ := n.fsm.State().Rules(); v == 0 {
+		return errors.New("no rules received yet")
+	}
+	if n.LeaderID() == "" {
+		return errors.New("no raft leader known")
+	}
+	return nil
+}
+
+// Stats is what the metrics need from raft.
+type Stats struct {
+	IsLeader bool
+	// Peers counts the servers in the raft configuration, this one included.
+	Peers int
+}
+
+// Stats returns the node's raft role and cluster size.
+func (n *Node) Stats() Stats {
+	return Stats{IsLeader: n.IsLeader(), Peers: len(n.servers())}
+}
+
+// waitFor polls cond until it holds or ctx ends.
+func (n *Node) waitFor(ctx context.Context, what string, cond func() bool) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+		case <-n.ctx.Done():
+			return fmt.Errorf("waiting for %s: %w", what, admin.ErrUnavailable)
+		case <-tick.C:
+		}
+	}
+	return nil
+}

@@ -1,0 +1,61 @@
+package node
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+)
+
+// redisHealth is the breaker in front of Redis. One failed or timed-out call
+// opens it: from then on decisions go straight to fallback buckets instead of
+// piling up on a dead Redis, each waiting out --redis-timeout. A background
+// probe closes it again as soon as Redis answers (SPEC §7).
+type redisHealth struct {
+	down     atomic.Bool
+	probe    func(context.Context) error
+	interval time.Duration
+	timeout  time.Duration
+	metrics  *RedisMetrics
+	logger   *slog.Logger
+	ctx      context.Context // ends when the engine closes
+}
+
+// probeInterval is how often a node in fallback asks Redis whether it is back.
+const probeInterval = 100 * time.Millisecond
+
+func (h *redisHealth) isDown() bool { return h.down.Load() }
+
+// failed opens the breaker after a failed call and starts probing.
+func (h *redisHealth) failed(err error) {
+	if !h.down.CompareAndSwap(false, true) {
+		return
+	}
+	h.metrics.setFallback(true)
+	h.logger.Warn("redis unreachable; deciding in fallback mode from the leased share", "err", err)
+	go h.probeUntilUp()
+}
+
+func (h *redisHealth) probeUntilUp() {
+	t := time.NewTicker(h.interval)
+	defer t.Stop()
+	since := time.Now()
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(h.ctx, h.timeout)
+		start := time.Now()
+		err := h.probe(ctx)
+		cancel()
+		h.metrics.observe("probe", err, time.Since(start))
+		if err == nil {
+			h.down.Store(false)
+			h.metrics.setFallback(false)
+			h.logger.Info("redis reachable again; back to global mode", "fallback_for", time.Since(since).Round(time.Millisecond))
+			return
+		}
+	}
+}

@@ -1,0 +1,74 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// RedisMetrics count the global path's Redis traffic (SPEC §9).
+type RedisMetrics struct {
+	requests *prometheus.CounterVec
+	duration prometheus.Histogram
+	refills  prometheus.Counter
+	fallback prometheus.Gauge
+}
+
+// NewRedisMetrics registers the Redis metrics with reg.
+func NewRedisMetrics(reg prometheus.Registerer) *RedisMetrics {
+	m := &RedisMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sluice", Name: "redis_requests_total",
+			Help: "Calls to the Redis token bucket by op (acquire, settle, probe) and result (ok, error, timeout).",
+		}, []string{"op", "result"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "sluice", Name: "redis_request_duration_seconds",
+			Help:    "Round-trip time of calls to Redis.",
+			Buckets: []float64{1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25},
+		}),
+		refills: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "sluice", Name: "slice_refills_total",
+			Help: "Slices granted by the global bucket.",
+		}),
+		fallback: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "sluice", Name: "fallback_active",
+			Help: "1 while Redis is unreachable and this node decides from its leased share.",
+		}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.refills, m.fallback)
+	return m
+}
+
+func (m *RedisMetrics) observe(op string, err error, took time.Duration) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		result = "timeout"
+	case err != nil:
+		result = "error"
+	}
+	m.requests.WithLabelValues(op, result).Inc()
+	m.duration.Observe(took.Seconds())
+}
+
+func (m *RedisMetrics) refilled() {
+	if m != nil {
+		m.refills.Inc()
+	}
+}
+
+func (m *RedisMetrics) setFallback(on bool) {
+	if m == nil {
+		return
+	}
+	if on {
+		m.fallback.Set(1)
+	} else {
+		m.fallback.Set(0)
+	}
+}
