@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/fsm/rules"
+	"github.com/sluicehq/sluice/lua"
 	"github.com/sluicehq/sluice/node"
 )
 
@@ -33,6 +34,8 @@ type serveFlags struct {
 	raftAddr, raftAdvertise     string
 	join, rulesFile, adminToken string
 	logLevel, logFormat         string
+	redis, redisMode            string
+	redisTimeout, sliceTTL      time.Duration
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet) {
@@ -46,6 +49,10 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.join, "join", "", "comma-separated HTTP addresses of existing members")
 	fs.StringVar(&f.rulesFile, "rules", "", "rules applied when this node bootstraps a new cluster [testdata/rules.json when present]")
 	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token for the admin API and node-to-node calls")
+	fs.StringVar(&f.redis, "redis", "", "redis://[user:pass@]host:port, host:port, or comma-separated Redis Cluster seeds; none = local mode")
+	fs.StringVar(&f.redisMode, "redis-mode", "auto", "cluster, single or auto (a list means cluster; one address is asked INFO cluster)")
+	fs.DurationVar(&f.redisTimeout, "redis-timeout", 50*time.Millisecond, "bound on every Redis call; slower means fallback")
+	fs.DurationVar(&f.sliceTTL, "slice-ttl", 250*time.Millisecond, "how long a node may spend one slice of the global bucket")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 }
@@ -76,7 +83,23 @@ func serve(f serveFlags, logger *slog.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	engine := node.NewEngine(node.WithMetrics(node.NewEngineMetrics(reg)))
+	engineOpts := []node.EngineOption{node.WithMetrics(node.NewEngineMetrics(reg)), node.WithLogger(logger)}
+	var n *node.Node
+	if f.redis != "" {
+		rdb, err := lua.Dial(context.Background(), f.redis, f.redisMode, f.redisTimeout)
+		if err != nil {
+			return fmt.Errorf("--redis: %w", err)
+		}
+		defer rdb.Close()
+		engineOpts = append(engineOpts, node.WithGlobal(node.GlobalConfig{
+			Limiter:      lua.NewLimiter(rdb),
+			SliceTTL:     f.sliceTTL,
+			RedisTimeout: f.redisTimeout,
+			Nodes:        func() int { return max(n.Stats().Peers, 1) },
+			Metrics:      node.NewRedisMetrics(reg),
+		}))
+	}
+	engine := node.NewEngine(engineOpts...)
 
 	httpLn, err := net.Listen("tcp", f.httpAddr)
 	if err != nil {
@@ -102,7 +125,7 @@ func serve(f serveFlags, logger *slog.Logger) error {
 			logger.Info("rules installed", "version", version, "rules", len(set.Rules))
 		},
 	}
-	n, err := node.New(cfg)
+	n, err = node.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -136,6 +159,7 @@ func serve(f serveFlags, logger *slog.Logger) error {
 	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("http shutdown", "err", err)
 	}
+	engine.Close(shutdownCtx)
 	return n.Close()
 }
 
