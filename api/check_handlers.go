@@ -29,6 +29,9 @@ var scratchPool = sync.Pool{New: func() any { return new(checkScratch) }}
 // readBody reads the (size-limited) request body into the scratch buffer.
 func (sc *checkScratch) readBody(r *http.Request) error {
 	sc.body.Reset()
+	if r.ContentLength > 0 && r.ContentLength <= maxBodyBytes {
+		sc.body.Grow(int(r.ContentLength) + bytes.MinRead)
+	}
 	_, err := io.Copy(&sc.body, r.Body)
 	return err
 }

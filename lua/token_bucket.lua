@@ -162,6 +162,17 @@ local function settle_grant(tk, o, id, granted, unused)
   return tk, o, found
 end
 
+-- settle_args reads a grant to settle (id, granted, unused) from ARGV[i..i+2].
+local function settle_args(i, prefix)
+  local id = int_arg(i, prefix .. 'id', 1)
+  local granted = int_arg(i + 1, prefix .. 'granted', 1)
+  local unused = int_arg(i + 2, prefix .. 'unused', 0)
+  if not arg_error and unused > granted then
+    arg_error = 'ERR sluice: ' .. prefix .. 'unused must not exceed ' .. prefix .. 'granted'
+  end
+  return id, granted, unused
+end
+
 if op == 'acquire' then
   local want = int_arg(5, 'want', 1)
   local min = int_arg(6, 'min', 1)
@@ -169,17 +180,9 @@ if op == 'acquire' then
   if not arg_error and min > want then
     arg_error = 'ERR sluice: min must not exceed want'
   end
-  if arg_error then
-    return redis.error_reply(arg_error)
-  end
   local prev_id, prev_granted, prev_unused = 0, 0, 0
   if ARGV[8] then
-    prev_id = int_arg(8, 'prev_id', 0)
-    prev_granted = int_arg(9, 'prev_granted', 0)
-    prev_unused = int_arg(10, 'prev_unused', 0)
-    if not arg_error and prev_unused > prev_granted then
-      arg_error = 'ERR sluice: prev_unused must not exceed prev_granted'
-    end
+    prev_id, prev_granted, prev_unused = settle_args(8, 'prev_')
   end
   if arg_error then
     return redis.error_reply(arg_error)
@@ -206,12 +209,7 @@ if op == 'acquire' then
 end
 
 if op == 'settle' then
-  local id = int_arg(5, 'id', 1)
-  local granted = int_arg(6, 'granted', 1)
-  local unused = int_arg(7, 'unused', 0)
-  if not arg_error and unused > granted then
-    arg_error = 'ERR sluice: unused must not exceed granted'
-  end
+  local id, granted, unused = settle_args(5, '')
   if arg_error then
     return redis.error_reply(arg_error)
   end

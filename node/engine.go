@@ -117,13 +117,12 @@ func (e *Engine) DecideInto(ctx context.Context, req *check.Request, d *check.De
 	if cost < 1 {
 		return &check.FieldError{Field: "cost", Msg: "must be an integer >= 1"}
 	}
-	start := time.Now()
+	now := e.now()
 	rs := e.rules.Load()
 	var idxBuf [maxRulesPerRequest]int
 	applicable := rs.compiled.Applicable(req.Attributes, idxBuf[:0])
 
 	*d = check.Decision{Allowed: true, Mode: e.mode(), Results: d.Results[:0]}
-	now := e.now()
 	var keyBuf [256]byte
 	var modeBuf [maxRulesPerRequest]check.Mode
 	modes := modeBuf[:0]
@@ -158,7 +157,7 @@ func (e *Engine) DecideInto(ctx context.Context, req *check.Request, d *check.De
 		e.refund(rs, applicable, modes, req.Attributes, d.Results, cost, now)
 	}
 	summarize(d)
-	e.metrics.observe(rs, applicable, d, time.Since(start))
+	e.metrics.observe(rs, applicable, d, e.now, now)
 	return nil
 }
 

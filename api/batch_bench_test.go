@@ -1,0 +1,57 @@
+package api_test
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/fsm/rules"
+	"github.com/sluicehq/sluice/node"
+)
+
+// BenchmarkBatchHandler measures one 1000-check batch through the gin
+// handler (decode, decide, encode) without the network; ns/decision is the
+// CPU cost behind the batch API's decisions per second.
+func BenchmarkBatchHandler(b *testing.B) {
+	set, err := rules.Parse([]byte(`{"rules": [
+    {"name": "ping", "match": {"route": "/ping"}, "key": ["ip"], "limit": {"rate": 5, "per": "1s", "burst": 10}},
+    {"name": "per-ip", "match": {"route": "/api/*"}, "key": ["ip"], "limit": {"rate": 100, "per": "1s", "burst": 200}},
+    {"name": "login", "match": {"route": "/login", "method": "POST"}, "key": ["ip"], "limit": {"rate": 5, "per": "1m"}},
+    {"name": "tenant", "key": ["tenant"], "limit": {"rate": 10000, "per": "1m"}, "shadow": true}]}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	e := node.NewEngine(node.WithMetrics(node.NewEngineMetrics(reg)))
+	e.SetRules(1, set)
+	srv, err := api.NewServer(api.Config{Engine: e, Registry: reg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := srv.Handler()
+	var body bytes.Buffer
+	body.WriteString(`{"requests":[`)
+	for i := 0; i < 1000; i++ {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(&body, `{"attributes":{"ip":"10.0.%d.%d","route":"/api/orders","method":"GET"}}`, i/256, i%256)
+	}
+	body.WriteString(`]}`)
+	data := body.Bytes()
+	b.ResetTimer()
+	for b.Loop() {
+		req := httptest.NewRequest("POST", "/v1/check/batch", bytes.NewReader(data))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			b.Fatal(w.Code)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/decision")
+}
