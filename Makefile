@@ -18,10 +18,10 @@ run: build
 test: lint
 	$(GO) test -race -timeout 30m $(PKGS)
 
-## bench: Go benchmarks + the batch load generator against a local node (see docs/PERFORMANCE.md)
+## bench: Go benchmarks + `sluice bench` against a local 3-node cluster with Redis (see docs/PERFORMANCE.md)
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1,2 ./buckets/ ./api/check/ ./node/
-	./scripts/bench.sh
+	./deploy/bench-local.sh
 
 ## lint: gofmt and go vet must be clean
 lint:

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -27,6 +28,10 @@ func registerAdminRoutes(r gin.IRouter, a admin.Admin, token string) {
 	g.DELETE("/cluster/nodes/:id", h.removeNode)
 	g.GET("/rules", h.rules)
 	g.PUT("/rules", h.setRules)
+	g.GET("/leases", h.leases)
+	if d, ok := a.(admin.DemandReceiver); ok {
+		g.POST("/internal/demand", demandHandler(d))
+	}
 }
 
 // adminGuard admits requests bearing the token; without a token configured
@@ -139,6 +144,42 @@ func (h adminHandlers) setRules(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"version": version})
+}
+
+func (h adminHandlers) leases(c *gin.Context) {
+	l, err := h.admin.Leases(c.Request.Context())
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, l)
+}
+
+// demandHandler receives a node's demand report (node-to-node, behind the
+// same token as the admin API).
+func demandHandler(d admin.DemandReceiver) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var r admin.DemandReport
+		if err := decodeStrict(c.Request.Body, &r); err != nil {
+			writeError(c, err)
+			return
+		}
+		if r.NodeID == "" {
+			writeError(c, &check.FieldError{Field: "node_id", Msg: "is required"})
+			return
+		}
+		for rule, rate := range r.Rates {
+			if !(rate >= 0) || math.IsInf(rate, 0) {
+				writeError(c, &check.FieldError{Field: "rates." + rule, Msg: "must be a finite number >= 0"})
+				return
+			}
+		}
+		if err := d.ReportDemand(c.Request.Context(), r); err != nil {
+			writeError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"node_id": r.NodeID, "status": "recorded"})
+	}
 }
 
 // decodeStrict decodes one JSON object into v, refusing unknown fields and

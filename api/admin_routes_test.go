@@ -24,6 +24,7 @@ type fakeAdmin struct {
 	removed  []string
 	setDocs  []string
 	rulesDoc admin.RulesDoc
+	reports  []admin.DemandReport
 }
 
 func (f *fakeAdmin) ClusterStatus(context.Context) (admin.ClusterStatus, error) {
@@ -48,6 +49,16 @@ func (f *fakeAdmin) SetRules(_ context.Context, doc []byte) (uint64, error) {
 	}
 	f.setDocs = append(f.setDocs, string(doc))
 	return uint64(len(f.setDocs)), nil
+}
+
+func (f *fakeAdmin) Leases(context.Context) (admin.Leases, error) {
+	return admin.Leases{"per-ip": {"n1": {Share: 0.75, ExpiresInMs: 900}}}, f.err
+}
+func (f *fakeAdmin) ReportDemand(_ context.Context, r admin.DemandReport) error {
+	if f.err == nil {
+		f.reports = append(f.reports, r)
+	}
+	return f.err
 }
 
 func adminRouter(a admin.Admin, token string) *gin.Engine {
@@ -89,6 +100,8 @@ var everyAdminRoute = []adminCall{
 	{method: "DELETE", path: "/v1/cluster/nodes/n2"},
 	{method: "GET", path: "/v1/rules"},
 	{method: "PUT", path: "/v1/rules", body: `{"rules":[]}`},
+	{method: "GET", path: "/v1/leases"},
+	{method: "POST", path: "/v1/internal/demand", body: `{"node_id":"n2","rates":{"per-ip":12.5}}`},
 }
 
 func TestAdminTokenRequired(t *testing.T) {
@@ -108,7 +121,7 @@ func TestAdminTokenRequired(t *testing.T) {
 			t.Errorf("%s %s with the token: %d %v", call.method, call.path, code, body)
 		}
 	}
-	if len(fake.joined) != 1 || len(fake.removed) != 1 || len(fake.setDocs) != 1 {
+	if len(fake.joined) != 1 || len(fake.removed) != 1 || len(fake.setDocs) != 1 || len(fake.reports) != 1 {
 		t.Fatalf("unauthorized calls reached the node: %+v", fake)
 	}
 }
@@ -250,5 +263,36 @@ func TestErrorResponseForCheckFieldError(t *testing.T) {
 	status, _ = errorResponse(&http.MaxBytesError{Limit: 1})
 	if status != http.StatusRequestEntityTooLarge {
 		t.Fatalf("MaxBytesError → %d", status)
+	}
+}
+
+func TestLeasesAndDemandRoutes(t *testing.T) {
+	fake := &fakeAdmin{}
+	h := adminRouter(fake, "")
+	code, body := serve(t, h, adminCall{method: "GET", path: "/v1/leases"})
+	lease, _ := body["per-ip"].(map[string]any)["n1"].(map[string]any)
+	if code != http.StatusOK || lease["share"] != 0.75 || lease["expires_in_ms"] != 900.0 {
+		t.Fatalf("GET /v1/leases: %d %v", code, body)
+	}
+	bad := map[string]string{
+		`{"rates":{"r":1}}`:                     "node_id",
+		`{"node_id":"n2","rates":{"r":-1}}`:     "rates.r",
+		`{"node_id":"n2","rates":{"r":"fast"}}`: "rates",
+		`{"node_id":"n2","rates":{},"extra":1}`: "extra",
+		`{"node_id":"n2","rates":{"r":1e999}}`:  "",
+		`{"node_id":"n2","rates":{"r":1}} junk`: "",
+	}
+	for in, field := range bad {
+		code, body := serve(t, h, adminCall{method: "POST", path: "/v1/internal/demand", body: in})
+		if code != http.StatusBadRequest || (field != "" && body["field"] != field) {
+			t.Errorf("demand %s: %d %v, want 400 naming %q", in, code, body, field)
+		}
+	}
+	if len(fake.reports) != 0 {
+		t.Fatalf("bad reports reached the node: %v", fake.reports)
+	}
+	code, _ = serve(t, h, adminCall{method: "POST", path: "/v1/internal/demand", body: `{"node_id":"n2","rates":{"r":3.5}}`})
+	if code != http.StatusOK || len(fake.reports) != 1 || fake.reports[0].Rates["r"] != 3.5 || fake.reports[0].NodeID != "n2" {
+		t.Fatalf("good report: %d, node saw %v", code, fake.reports)
 	}
 }

@@ -49,7 +49,7 @@ func errorResponse(err error) (int, gin.H) {
 		return http.StatusBadRequest, body
 	case errors.Is(err, admin.ErrUnauthorized):
 		return http.StatusUnauthorized, gin.H{"error": err.Error()}
-	case errors.Is(err, admin.ErrUnknownNode):
+	case errors.Is(err, admin.ErrUnknownNode), errors.Is(err, admin.ErrUnknownRule):
 		return http.StatusNotFound, gin.H{"error": err.Error()}
 	case errors.Is(err, admin.ErrNoLeader), errors.Is(err, admin.ErrUnavailable):
 		return http.StatusServiceUnavailable, gin.H{"error": err.Error()}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -27,12 +28,17 @@ type Config struct {
 	Engine Engine
 	// Admin serves the admin routes; nil leaves them out.
 	Admin admin.Admin
+	// Usage serves GET /v1/usage and POST /v1/usage/reset; nil leaves them out.
+	Usage Usage
 	// AdminToken guards the admin routes; empty means loopback clients only.
 	AdminToken string
 	// Ready reports whether the node can serve (nil = ready).
 	Ready func() error
 	// Registry collects the metrics served on /metrics; nil means a private one.
 	Registry *prometheus.Registry
+	// TrustedProxies are the peers whose X-Forwarded-For and X-Real-IP
+	// /v1/forward-auth believes; nil trusts nobody.
+	TrustedProxies []netip.Prefix
 }
 
 // Validate reports a configuration the server cannot run with.
@@ -70,6 +76,7 @@ func NewServer(cfg Config) (*Server, error) {
 
 	r.POST("/v1/check", s.handleCheck)
 	r.POST("/v1/check/batch", s.handleBatch)
+	r.Any("/v1/forward-auth", s.handleForwardAuth)
 	r.GET("/ping", middleware.New(cfg.Engine,
 		middleware.WithClientIP(), middleware.WithRouteTemplate(), middleware.WithMethod(),
 		middleware.FailOpen()),
@@ -79,6 +86,9 @@ func NewServer(cfg Config) (*Server, error) {
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
 	if cfg.Admin != nil {
 		registerAdminRoutes(r, cfg.Admin, cfg.AdminToken)
+	}
+	if cfg.Usage != nil {
+		registerUsageRoutes(r, cfg.Usage, cfg.AdminToken)
 	}
 	r.NoRoute(func(c *gin.Context) { c.JSON(http.StatusNotFound, gin.H{"error": "no such route"}) })
 	return s, nil

@@ -234,3 +234,22 @@ func TestHealthAndMetrics(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckBeforeRulesIs503(t *testing.T) {
+	srv, err := api.NewServer(api.Config{Engine: node.NewEngine()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	for _, path := range []string{"/v1/check", "/v1/check/batch"} {
+		body := `{"attributes": {"ip": "1.2.3.4"}}`
+		if path == "/v1/check/batch" {
+			body = `{"requests": [` + body + `]}`
+		}
+		resp, b := post(t, ts.URL+path, body)
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("%s before rules: %d %s, want 503", path, resp.StatusCode, b)
+		}
+	}
+}

@@ -18,6 +18,7 @@ const closed = math.MinInt64 / 2
 // so a slice is never spent after Redis has written its tokens off.
 type Slice struct {
 	left            atomic.Int64 // unspent tokens; < 0 once closed
+	unusedAtClose   atomic.Int64 // what Close found left, for the demand estimate
 	GrantID         int64
 	Granted         int64
 	IssuedAt        int64 // monotonic ns at which the grant was requested
@@ -34,18 +35,23 @@ func NewSlice(grantID, granted, issuedAt, deadline, globalRemaining, reset int64
 	return s
 }
 
-// Take spends cost tokens if the slice is open, before its deadline and holds
-// enough; it returns the tokens left either way.
-func (s *Slice) Take(cost, now int64) (left int64, ok bool) {
-	if now >= s.Deadline {
-		return 0, false
-	}
+// Take spends cost tokens if the slice is open and holds enough, and only
+// if clock still reads before the deadline once the tokens are taken. The
+// clock is read after the take, not before: a caller stalled between reading
+// the time and spending (descheduled, or its process SIGSTOPped) can then
+// never spend a slice that Redis has already written off. It returns the
+// tokens left either way.
+func (s *Slice) Take(cost int64, clock func() int64) (left int64, ok bool) {
 	for {
 		v := s.left.Load()
 		if v < cost {
 			return max(v, 0), false
 		}
 		if s.left.CompareAndSwap(v, v-cost) {
+			if clock() >= s.Deadline {
+				s.Give(cost)
+				return 0, false
+			}
 			return v - cost, true
 		}
 	}
@@ -53,11 +59,13 @@ func (s *Slice) Take(cost, now int64) (left int64, ok bool) {
 
 // Give returns tokens taken by an earlier Take (a request another rule
 // denied). Tokens given to a closed slice are dropped: they were already
-// settled as spent, which errs on the safe side.
+// settled as spent, which errs on the safe side. The slice never holds more
+// than it was granted, so a refund that lands on a newer slice than the one
+// it came from cannot make a settle hand back more than the grant.
 func (s *Slice) Give(cost int64) {
 	for {
 		v := s.left.Load()
-		if v < 0 || s.left.CompareAndSwap(v, v+cost) {
+		if v < 0 || s.left.CompareAndSwap(v, min(v+cost, s.Granted)) {
 			return
 		}
 	}
@@ -70,6 +78,7 @@ func (s *Slice) Close() (unused int64, ok bool) {
 	if v < 0 {
 		return 0, false
 	}
+	s.unusedAtClose.Store(v)
 	return v, true
 }
 
@@ -87,6 +96,9 @@ type SliceEntry struct {
 	refill sync.Mutex
 	cur    atomic.Pointer[Slice]
 	gen    atomic.Uint64
+	// queued is the cost of the requests waiting for the refill lock; the
+	// refill in progress asks for them too, so they share one Redis call.
+	queued atomic.Int64
 
 	// deniedUntil is the monotonic ns before which the key is denied locally:
 	// the global bucket had too little at the last refill.
@@ -114,9 +126,19 @@ func (e *SliceEntry) Touch(now int64) { e.lastUsed.Store(now) }
 // the refill lock knows another caller already went to Redis for it.
 func (e *SliceEntry) Generation() uint64 { return e.gen.Load() }
 
-// LockRefill and UnlockRefill bracket a refill of this key.
-func (e *SliceEntry) LockRefill()   { e.refill.Lock() }
+// LockRefill takes the key's refill lock for a request of cost tokens,
+// counting it as queued while it waits; UnlockRefill releases the lock.
+func (e *SliceEntry) LockRefill(cost int64) {
+	e.queued.Add(cost)
+	e.refill.Lock()
+	e.queued.Add(-cost)
+}
+
+// UnlockRefill releases the refill lock.
 func (e *SliceEntry) UnlockRefill() { e.refill.Unlock() }
+
+// Queued is the cost of the requests waiting for the refill lock.
+func (e *SliceEntry) Queued() int64 { return e.queued.Load() }
 
 // Retire closes the current slice (refill lock held) and reports how the old
 // slice was used, feeding the demand estimate. unused is what goes back to
@@ -128,7 +150,9 @@ func (e *SliceEntry) Retire(now int64) (id, granted, unused int64) {
 	}
 	unused, ok := s.Close()
 	if !ok {
-		return 0, 0, 0 // the sweeper closed and settled it
+		// The sweeper closed and settled it; its use still tells the demand.
+		e.observe(s.Granted-s.unusedAtClose.Load(), now-s.IssuedAt)
+		return 0, 0, 0
 	}
 	e.observe(s.Granted-unused, now-s.IssuedAt)
 	return s.GrantID, s.Granted, unused
@@ -225,12 +249,14 @@ type SizeParams struct {
 }
 
 // WantSize is how many tokens to ask the global bucket for. It covers this
-// node's recent demand over one slice lifetime (with headroom), but never
-// more than a fair share (1/Nodes) of what the global bucket is estimated to
-// hold now, so scarce tokens are not hoarded by one node: large slices when
-// tokens are plenty, down to the request's own cost near exhaustion.
+// node's recent demand over one slice lifetime (with headroom) and at least
+// the requests queued behind this refill, but never more than a fair share
+// (1/Nodes) of what the global bucket is estimated to hold now, so scarce
+// tokens are not hoarded by one node: large slices when tokens are plenty,
+// down to the request's own cost near exhaustion.
 func (e *SliceEntry) WantSize(p SizeParams) int64 {
 	want := int64(math.Ceil(e.demand * float64(p.TTL) / 1e9 * sliceHeadroom))
+	want = max(want, p.Cost+e.queued.Load())
 	estimate := p.Burst
 	if e.lastRefill != 0 {
 		refilled := p.Rate * float64(p.Now-e.lastRefill) / 1e9
@@ -269,12 +295,14 @@ func (t *SliceTable) Entry(key []byte, rule, display string) *SliceEntry {
 // Expire closes every slice whose deadline has passed while it still held
 // tokens and hands each to settle, so unused tokens go back to Redis before
 // Redis writes them off; it forgets entries unused since idleBefore whose
-// slice is over. It returns how many entries it forgot.
+// slice is over. It returns how many entries it forgot. A spent slice is
+// left alone: Redis counts its grant as spent when it expires, which is the
+// truth, and the key's next refill settles it in its own call for free.
 func (t *SliceTable) Expire(now, idleBefore int64, settle func(e *SliceEntry, s *Slice, unused int64)) int {
 	var pending []expired
 	forgotten := t.m.Sweep(func(_ string, e *SliceEntry) bool {
 		s := e.cur.Load()
-		if s != nil && now >= s.Deadline {
+		if s != nil && now >= s.Deadline && s.Left() > 0 {
 			if unused, ok := s.Close(); ok {
 				pending = append(pending, expired{e, s, unused})
 			}
@@ -296,8 +324,8 @@ type expired struct {
 // Len is the number of keys with global state on this node.
 func (t *SliceTable) Len() int { return t.m.Len() }
 
-// Close closes every open slice and hands each to settle: on shutdown, unused
-// tokens go back to Redis.
+// Close closes every open slice holding tokens and hands each to settle: on
+// shutdown, unused tokens go back to Redis.
 func (t *SliceTable) Close(settle func(e *SliceEntry, s *Slice, unused int64)) {
 	t.Expire(math.MaxInt64, math.MinInt64, settle)
 }

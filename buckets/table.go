@@ -26,13 +26,37 @@ type Table struct {
 	// evicts anything. A bucket absent from the table is full as of
 	// sweptUpTo, which may be later than a racing caller's `now`.
 	sweptUpTo atomic.Int64
+	// emptiedAt is the latest time given to Empty (neverSwept if none):
+	// every bucket holds at most what it refilled since then.
+	emptiedAt atomic.Int64
 }
 
 // NewTable returns an empty table.
 func NewTable() *Table {
 	t := &Table{entries: newKeyMap[*entry]()}
 	t.sweptUpTo.Store(neverSwept)
+	t.emptiedAt.Store(neverSwept)
 	return t
+}
+
+// Empty makes every bucket, present or not, empty as of at: from then on a
+// bucket holds only what it refilled since at (or less). Fallback mode
+// empties its table when it starts, so that switching into fallback adds no
+// burst on top of what the global bucket already allowed.
+func (t *Table) Empty(at int64) {
+	for old := t.emptiedAt.Load(); old < at && !t.emptiedAt.CompareAndSwap(old, at); {
+		old = t.emptiedAt.Load()
+	}
+}
+
+// minTAT is the smallest TAT any bucket of lim may have: that of a bucket
+// emptied at emptiedAt.
+func (t *Table) minTAT(lim Limit) int64 {
+	at := t.emptiedAt.Load()
+	if at == neverSwept {
+		return at
+	}
+	return at + lim.span(lim.Burst)
 }
 
 // newEntry makes the bucket of a key that is absent from the table. It runs
@@ -57,8 +81,9 @@ func (t *Table) Take(key []byte, lim Limit, cost int64, now int64) Outcome {
 		return t.Peek(key, lim, now)
 	}
 	e, _ := t.entries.LoadOrStore(key, t.newEntry)
+	floor := t.minTAT(lim)
 	for {
-		if out, live := e.take(lim, cost, now); live {
+		if out, live := e.take(lim, cost, now, floor); live {
 			return out
 		}
 		// A Sweep evicted the entry under us: wait for it to remove the
@@ -67,14 +92,15 @@ func (t *Table) Take(key []byte, lim Limit, cost int64, now int64) Outcome {
 	}
 }
 
-// take runs the CAS loop on a live entry; live is false if it was evicted.
-func (e *entry) take(lim Limit, cost, now int64) (out Outcome, live bool) {
+// take runs the CAS loop on a live entry, reading its TAT as at least
+// floor; live is false if it was evicted.
+func (e *entry) take(lim Limit, cost, now, floor int64) (out Outcome, live bool) {
 	for {
 		old := e.tat.Load()
 		if old == evicted {
 			return Outcome{}, false
 		}
-		out, tat := lim.take(old, cost, now)
+		out, tat := lim.take(max(old, floor), cost, now)
 		if !out.Allowed || e.tat.CompareAndSwap(old, tat) {
 			return out, true
 		}
@@ -93,12 +119,17 @@ func (t *Table) Refund(key []byte, lim Limit, cost int64, now int64) {
 		return // absent buckets are full
 	}
 	give := lim.span(cost)
+	floor := t.minTAT(lim)
 	for {
 		old := e.tat.Load()
-		if old <= now { // full, or evicted (which means full)
+		if old == evicted {
+			return // full
+		}
+		cur := max(old, floor)
+		if cur <= now { // full
 			return
 		}
-		if e.tat.CompareAndSwap(old, max(old-give, now)) {
+		if e.tat.CompareAndSwap(old, max(cur-give, now)) {
 			return
 		}
 	}
@@ -107,13 +138,14 @@ func (t *Table) Refund(key []byte, lim Limit, cost int64, now int64) {
 // Peek reports key's bucket without taking from it (cost 0, Allowed true).
 func (t *Table) Peek(key []byte, lim Limit, now int64) Outcome {
 	window := lim.span(lim.Burst)
+	floor := t.minTAT(lim)
 	if e, ok := t.entries.Load(key); ok {
 		if tat := e.tat.Load(); tat != evicted {
-			return lim.state(tat, now, window)
+			return lim.state(max(tat, floor), now, window)
 		}
 	}
 	// Absent or just evicted, the bucket is full as of the latest Sweep.
-	return lim.state(t.sweptUpTo.Load(), now, window)
+	return lim.state(max(t.sweptUpTo.Load(), floor), now, window)
 }
 
 // Sweep evicts every bucket that is full at now (TAT <= now) and returns how

@@ -79,7 +79,7 @@ func TestTakeHoldingEvictedEntryLooksUpAgain(t *testing.T) {
 	if n := tab.Sweep(200); n != 1 {
 		t.Fatalf("Sweep evicted %d, want 1", n)
 	}
-	if _, live := stale.take(lim, 1, 200); live {
+	if _, live := stale.take(lim, 1, 200, neverSwept); live {
 		t.Fatal("take on an evicted entry reported it live; its take would be lost")
 	}
 	if got := tab.Take(key, lim, 2, 200); !got.Allowed || got.Remaining != 0 {

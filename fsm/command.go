@@ -17,6 +17,8 @@ const (
 	CmdUpsertMember CommandType = 2
 	// CmdRemoveMember removes a member; payload is the member id.
 	CmdRemoveMember CommandType = 3
+	// CmdSetLeases replaces the lease table; payload is a JSON LeaseProposal.
+	CmdSetLeases CommandType = 4
 )
 
 func (t CommandType) String() string {
@@ -27,6 +29,8 @@ func (t CommandType) String() string {
 		return "UpsertMember"
 	case CmdRemoveMember:
 		return "RemoveMember"
+	case CmdSetLeases:
+		return "SetLeases"
 	}
 	return fmt.Sprintf("CommandType(%d)", uint8(t))
 }
@@ -42,6 +46,7 @@ var handlers = map[CommandType]handler{
 	CmdSetRules:     applySetRules,
 	CmdUpsertMember: applyUpsertMember,
 	CmdRemoveMember: applyRemoveMember,
+	CmdSetLeases:    applySetLeases,
 }
 
 // encode builds a log entry: the type byte followed by the payload.

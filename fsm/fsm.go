@@ -12,17 +12,33 @@ import (
 // goroutine: it must return quickly.
 type RulesHook func(version uint64, doc []byte)
 
+// LeasesHook is told about every lease table applied or restored, on raft's
+// FSM goroutine, right after the state holding it is published: a node
+// notes when its entries arrived (it trusts only entries that arrive soon
+// after they were issued). It must return quickly.
+type LeasesHook func(s *State)
+
 // FSM implements raft.FSM over the replicated State.
 type FSM struct {
-	state   atomic.Pointer[State]
-	onRules RulesHook
+	state    atomic.Pointer[State]
+	onRules  RulesHook
+	onLeases LeasesHook
 }
 
 var _ raft.FSM = (*FSM)(nil)
 
+// Option configures an FSM.
+type Option func(*FSM)
+
+// WithLeasesHook calls h after every SetLeases and every restore.
+func WithLeasesHook(h LeasesHook) Option { return func(f *FSM) { f.onLeases = h } }
+
 // New returns an FSM holding the empty state. onRules may be nil.
-func New(onRules RulesHook) *FSM {
+func New(onRules RulesHook, opts ...Option) *FSM {
 	f := &FSM{onRules: onRules}
+	for _, o := range opts {
+		o(f)
+	}
 	f.state.Store(emptyState)
 	return f
 }
@@ -53,6 +69,9 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if next.rulesVersion != cur.rulesVersion {
 		f.notifyRules(next)
 	}
+	if t == CmdSetLeases && f.onLeases != nil {
+		f.onLeases(next)
+	}
 	if t == CmdSetRules {
 		return next.rulesVersion
 	}
@@ -75,6 +94,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.state.Store(s)
 	if s.rulesVersion > 0 {
 		f.notifyRules(s)
+	}
+	if f.onLeases != nil {
+		f.onLeases(s)
 	}
 	return nil
 }

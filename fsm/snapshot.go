@@ -24,6 +24,9 @@ type snapshotBody struct {
 	RulesVersion uint64   `json:"rules_version"`
 	RulesDoc     []byte   `json:"rules_doc"`
 	Members      []Member `json:"members"`
+	// Leases was added without a format bump: older snapshots lack it and
+	// read as an empty lease table.
+	Leases map[string]map[string]Lease `json:"leases,omitempty"`
 }
 
 type snapshot struct{ state *State }
@@ -42,7 +45,7 @@ func writeSnapshot(w io.Writer, s *State) error {
 	bw := bufio.NewWriter(w)
 	bw.WriteString(snapshotMagic)
 	bw.WriteByte(snapshotVersion)
-	body := snapshotBody{RulesVersion: s.rulesVersion, RulesDoc: s.rulesDoc, Members: s.Members()}
+	body := snapshotBody{RulesVersion: s.rulesVersion, RulesDoc: s.rulesDoc, Members: s.Members(), Leases: s.leases}
 	if err := json.NewEncoder(bw).Encode(body); err != nil {
 		return err
 	}
@@ -67,7 +70,7 @@ func readSnapshot(r io.Reader) (*State, error) {
 	if err := dec.Decode(&body); err != nil {
 		return nil, fmt.Errorf("decode state: %w", err)
 	}
-	s := &State{rulesVersion: body.RulesVersion, rulesDoc: body.RulesDoc, members: make(map[string]Member, len(body.Members))}
+	s := &State{rulesVersion: body.RulesVersion, rulesDoc: body.RulesDoc, members: make(map[string]Member, len(body.Members)), leases: body.Leases}
 	for _, m := range body.Members {
 		s.members[m.ID] = m
 	}

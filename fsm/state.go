@@ -20,6 +20,8 @@ type State struct {
 	rulesVersion uint64
 	rulesDoc     []byte
 	members      map[string]Member
+	// leases is rule → node → entry, replaced whole by every SetLeases.
+	leases map[string]map[string]Lease
 }
 
 var emptyState = &State{members: map[string]Member{}}
@@ -40,6 +42,12 @@ func (s *State) Members() []Member {
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
+
+// MemberCount is the number of members.
+func (s *State) MemberCount() int { return len(s.members) }
+
+// Leases returns rule → node → lease entry. The caller must not modify it.
+func (s *State) Leases() map[string]map[string]Lease { return s.leases }
 
 // clone returns a shallow copy; the caller replaces the fields it changes.
 func (s *State) clone() *State {

@@ -55,18 +55,22 @@ func Dial(ctx context.Context, spec, mode string, timeout time.Duration) (redis.
 // for a moved slot, one more for a slot being migrated at the same time.
 const maxRedirects = 2
 
+// autoProbeTimeout bounds the start-up INFO cluster question. It is not the
+// per-decision --redis-timeout: a node starting on a busy machine should not
+// fail to start because one round trip took 60 ms.
+const autoProbeTimeout = 2 * time.Second
+
 // dialAuto asks the one address whether it is part of a Redis Cluster.
 func dialAuto(ctx context.Context, seeds []*redis.Options, timeout time.Duration) (redis.UniversalClient, error) {
-	single := redis.NewClient(singleOptions(seeds[0], timeout))
-	info, err := single.Info(ctx, "cluster").Result()
+	probe := redis.NewClient(singleOptions(seeds[0], max(timeout, autoProbeTimeout)))
+	info, err := probe.Info(ctx, "cluster").Result()
+	probe.Close()
 	if err != nil {
-		single.Close()
 		return nil, fmt.Errorf("redis mode auto: asking %s INFO cluster (set the mode to skip this): %w", seeds[0].Addr, err)
 	}
 	if !strings.Contains(info, "cluster_enabled:1") {
-		return single, nil
+		return redis.NewClient(singleOptions(seeds[0], timeout)), nil
 	}
-	single.Close()
 	return newCluster(seeds, timeout)
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -346,10 +347,15 @@ func TestWrongTokenCannotJoin(t *testing.T) {
 	}
 }
 
-func TestBootstrapWithoutRulesIsNotReady(t *testing.T) {
+// TestBootstrapWithoutRulesAppliesEmptyRules: a cluster bootstrapped without
+// rules still gets a rules version (an empty document), so its nodes become
+// ready and allow everything, instead of refusing decisions forever.
+func TestBootstrapWithoutRulesAppliesEmptyRules(t *testing.T) {
 	dir := t.TempDir()
+	var seen atomic.Uint64
 	n, err := New(Config{ID: "solo", DataDir: dir, RaftAddr: "127.0.0.1:0", HTTPAdvertise: "127.0.0.1:1",
-		Logger: testLogger(t, "solo"), RaftTimeouts: fastRaft})
+		Logger: testLogger(t, "solo"), RaftTimeouts: fastRaft,
+		OnRules: func(version uint64, _ []byte) { seen.Store(version) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,18 +368,15 @@ func TestBootstrapWithoutRulesIsNotReady(t *testing.T) {
 	if !n.IsLeader() || n.LeaderHTTPAddr() != "127.0.0.1:1" {
 		t.Fatalf("bootstrapped node: leader %v at %q", n.IsLeader(), n.LeaderHTTPAddr())
 	}
-	if err := n.Ready(); err == nil || !strings.Contains(err.Error(), "rules") {
-		t.Fatalf("Ready without rules = %v", err)
+	if err := n.Ready(); err != nil {
+		t.Fatalf("Ready after bootstrap without rules = %v", err)
 	}
 	doc, err := n.Rules(bg())
-	if err != nil || doc.Version != 0 || string(doc.Rules) != "[]" {
-		t.Fatalf("Rules before any = %+v, %v", doc, err)
+	if err != nil || doc.Version != 1 || string(doc.Rules) != "[]" || seen.Load() != 1 {
+		t.Fatalf("Rules after bootstrap = %+v, %v (OnRules saw version %d)", doc, err, seen.Load())
 	}
-	if v, err := n.SetRules(bg(), []byte(testRules)); err != nil || v != 1 {
+	if v, err := n.SetRules(bg(), []byte(testRules)); err != nil || v != 2 {
 		t.Fatalf("SetRules = %d, %v", v, err)
-	}
-	if err := n.Ready(); err != nil {
-		t.Fatal(err)
 	}
 }
 

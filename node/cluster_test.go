@@ -82,13 +82,22 @@ func (m *member) httpAddr() string { return strings.TrimPrefix(m.http.URL, "http
 type cluster struct {
 	t       *testing.T
 	members []*member
+	// tune, when set, adjusts each node's configuration before it starts.
+	tune func(m *member, cfg *Config)
 }
 
 // startCluster starts n nodes: the first bootstraps with testRules, the
 // others join through it. It returns once every node knows the leader.
 func startCluster(t *testing.T, n int) *cluster {
 	t.Helper()
-	c := &cluster{t: t}
+	return startTunedCluster(t, n, nil)
+}
+
+// startTunedCluster is startCluster with tune applied to every node's
+// configuration.
+func startTunedCluster(t *testing.T, n int, tune func(m *member, cfg *Config)) *cluster {
+	t.Helper()
+	c := &cluster{t: t, tune: tune}
 	for i := range n {
 		m := c.addMember("n" + strconv.Itoa(i+1))
 		var join []string
@@ -152,6 +161,9 @@ func (c *cluster) newNode(m *member, raftAddr string, join []string, token strin
 	}
 	if join == nil {
 		cfg.BootstrapRules = []byte(testRules)
+	}
+	if c.tune != nil {
+		c.tune(m, &cfg)
 	}
 	n, err := New(cfg)
 	if err != nil {

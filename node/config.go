@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,7 +38,9 @@ type Config struct {
 	// bootstraps a new single-node cluster.
 	Join []string
 	// BootstrapRules is applied when this node leads a cluster that has no
-	// rules yet (in practice: the cluster it bootstraps). Nil means none.
+	// rules yet (in practice: the cluster it bootstraps). Nil means an empty
+	// rules document: a cluster always has a rules version, so a node can
+	// tell "no rules configured" (allow) from "rules not received" (503).
 	BootstrapRules []byte
 	// AdminToken authenticates raft connections and node-to-node HTTP calls.
 	AdminToken string
@@ -49,6 +52,17 @@ type Config struct {
 	// the state restored at start. It runs on raft's apply goroutine and
 	// must return quickly.
 	OnRules func(version uint64, doc []byte)
+	// LeaseTTL is how long a lease lives (--lease-ttl); zero means
+	// DefaultLeaseTTL.
+	LeaseTTL time.Duration
+	// MaxClockSkew is the largest difference assumed between any node's
+	// wall clock and true time (--max-clock-skew); zero means
+	// DefaultMaxClockSkew. Leases are trusted only within this bound.
+	MaxClockSkew time.Duration
+	// Demand returns the decisions this node has made per rule since it
+	// started (Engine.Demand); the leader sizes leases from it. Nil reports
+	// no demand.
+	Demand func() map[string]float64
 }
 
 // Validate reports a configuration the node cannot run with.
@@ -80,6 +94,12 @@ func (c *Config) Validate() error {
 		if _, err := rules.Parse(c.BootstrapRules); err != nil {
 			errs = append(errs, fmt.Errorf("node: BootstrapRules: %w", err))
 		}
+	}
+	if c.LeaseTTL < 0 || c.MaxClockSkew < 0 {
+		errs = append(errs, errors.New("node: LeaseTTL and MaxClockSkew must not be negative"))
+	}
+	if ttl, skew := cmp.Or(c.LeaseTTL, DefaultLeaseTTL), cmp.Or(c.MaxClockSkew, DefaultMaxClockSkew); 4*skew >= ttl {
+		errs = append(errs, fmt.Errorf("node: max clock skew %v must be under a quarter of the lease TTL %v, so that a lease outlives a missed renewal", skew, ttl))
 	}
 	t := c.RaftTimeouts
 	if t.Heartbeat < 0 || t.Election < 0 || t.LeaderLease < 0 || t.Commit < 0 {

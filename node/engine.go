@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluicehq/sluice/api/admin"
 	"github.com/sluicehq/sluice/api/check"
 	"github.com/sluicehq/sluice/buckets"
 	"github.com/sluicehq/sluice/fsm/rules"
@@ -23,6 +24,7 @@ type Engine struct {
 	fallback *buckets.Table // fallback mode's buckets, at the node's share
 	global   *globalPath    // nil in local mode
 	health   *redisHealth   // nil in local mode
+	quotas   *quotaPath     // quota rules' counters (quota.go)
 	epoch    time.Time
 	metrics  *EngineMetrics
 	logger   *slog.Logger
@@ -62,16 +64,25 @@ func WithGlobal(cfg GlobalConfig) EngineOption {
 	}
 }
 
-// NewEngine returns an engine with no rules: every request is allowed until
-// SetRules is called. Close releases it.
+// ErrNoRules: the engine has not received its first rules version (a node
+// just started and raft has not delivered them yet). Deciding without rules
+// would allow everything, so the node answers 503 instead (SPEC §5 /readyz).
+var ErrNoRules = fmt.Errorf("%w: rules not received yet", admin.ErrUnavailable)
+
+// NewEngine returns an engine that refuses decisions with ErrNoRules until
+// SetRules installs a version >= 1. Close releases it.
 func NewEngine(opts ...EngineOption) *Engine {
-	e := &Engine{local: buckets.NewTable(), fallback: buckets.NewTable(), epoch: time.Now(), logger: slog.Default()}
+	e := &Engine{local: buckets.NewTable(), fallback: buckets.NewTable(), quotas: newQuotaPath(), epoch: time.Now(), logger: slog.Default()}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	for _, o := range opts {
 		o(e)
 	}
+	e.initQuotas()
 	if e.health != nil {
 		e.health.logger, e.health.ctx = e.logger, e.ctx
+		// A fallback episode starts with empty buckets: the switch adds no
+		// burst on top of what Redis already granted (docs/DESIGN.md, Safety).
+		e.health.onDown = func() { e.fallback.Empty(e.now()) }
 	}
 	e.SetRules(0, &rules.Set{})
 	return e
@@ -119,46 +130,62 @@ func (e *Engine) DecideInto(ctx context.Context, req *check.Request, d *check.De
 	}
 	now := e.now()
 	rs := e.rules.Load()
+	if rs.version == 0 {
+		return ErrNoRules
+	}
 	var idxBuf [maxRulesPerRequest]int
 	applicable := rs.compiled.Applicable(req.Attributes, idxBuf[:0])
-
-	*d = check.Decision{Allowed: true, Mode: e.mode(), Results: d.Results[:0]}
-	var keyBuf [256]byte
 	var modeBuf [maxRulesPerRequest]check.Mode
-	modes := modeBuf[:0]
-	for _, i := range applicable {
-		r := rs.compiled.Rule(i)
-		key := r.AppendKey(keyBuf[:0], req.Attributes)
-		display := r.DisplayKey(req.Attributes)
-		out, mode := e.take(ctx, rs, i, key, display, cost, now)
-		if mode == check.ModeFallback {
-			d.Mode = mode
-		}
-		modes = append(modes, mode)
-		res := check.Result{
-			Rule:         r.Rule.Name,
-			Key:          display,
-			Allowed:      out.Allowed,
-			Shadow:       r.Rule.Shadow,
-			Limit:        r.Rule.Limit.Rate,
-			Remaining:    out.Remaining,
-			ResetMs:      ceilMs(out.Reset),
-			RetryAfterMs: ceilMs(out.RetryAfter),
-		}
-		if out.TooCostly {
-			res.Reason = fmt.Sprintf("cost %d exceeds burst %d", cost, r.Rule.Limit.Burst)
-		}
-		d.Results = append(d.Results, res)
-		if !out.Allowed && !r.Rule.Shadow {
-			d.Allowed = false
-		}
-	}
+	modes := e.takeEach(ctx, rs, applicable, req.Attributes, cost, now, d, modeBuf[:0])
 	if !d.Allowed {
 		e.refund(rs, applicable, modes, req.Attributes, d.Results, cost, now)
 	}
 	summarize(d)
 	e.metrics.observe(rs, applicable, d, e.now, now)
 	return nil
+}
+
+// takeEach takes cost from the bucket of every applicable rule into d's
+// results (not yet summarized, nothing refunded) and appends to modes the
+// mode each take ran in, which a refund needs.
+func (e *Engine) takeEach(ctx context.Context, rs *ruleSet, applicable []int, attrs check.Attrs, cost, now int64, d *check.Decision, modes []check.Mode) []check.Mode {
+	*d = check.Decision{Allowed: true, Mode: e.mode(), Results: d.Results[:0]}
+	var keyBuf [256]byte
+	for _, i := range applicable {
+		r := rs.compiled.Rule(i)
+		key := r.AppendKey(keyBuf[:0], attrs)
+		display := r.DisplayKey(attrs)
+		var res check.Result
+		var mode check.Mode
+		if r.Rule.Quota != nil {
+			res, mode = e.takeQuota(ctx, r, key, display, cost)
+		} else {
+			var out buckets.Outcome
+			out, mode = e.take(ctx, rs, i, key, display, cost, now)
+			res = check.Result{
+				Rule:         r.Rule.Name,
+				Key:          display,
+				Allowed:      out.Allowed,
+				Shadow:       r.Rule.Shadow,
+				Limit:        r.Rule.Limit.Rate,
+				Remaining:    out.Remaining,
+				ResetMs:      ceilMs(out.Reset),
+				RetryAfterMs: ceilMs(out.RetryAfter),
+			}
+			if out.TooCostly {
+				res.Reason = fmt.Sprintf("cost %d exceeds burst %d", cost, r.Rule.Limit.Burst)
+			}
+		}
+		if mode == check.ModeFallback {
+			d.Mode = mode
+		}
+		modes = append(modes, mode)
+		d.Results = append(d.Results, res)
+		if !res.Allowed && !r.Rule.Shadow {
+			d.Allowed = false
+		}
+	}
+	return modes
 }
 
 // mode is the mode decisions start in.
@@ -211,6 +238,10 @@ func (e *Engine) refund(rs *ruleSet, applicable []int, modes []check.Mode, attrs
 		}
 		r := rs.compiled.Rule(i)
 		key := r.AppendKey(keyBuf[:0], attrs)
+		if r.Rule.Quota != nil {
+			e.refundQuota(r, key, modes[n], &results[n], cost)
+			continue
+		}
 		switch modes[n] {
 		case check.ModeLocal:
 			e.local.Refund(key, rs.limits[i], cost, now)
@@ -270,6 +301,7 @@ const sweepInterval = 5 * time.Second
 // closes: evicting idle buckets and handing expired slices' unused tokens
 // back to Redis.
 func (e *Engine) Run(ctx context.Context) {
+	go e.runQuotas(ctx)
 	sweep := time.NewTicker(sweepInterval)
 	defer sweep.Stop()
 	var expire <-chan time.Time
@@ -290,7 +322,9 @@ func (e *Engine) Run(ctx context.Context) {
 			e.fallback.Sweep(now)
 		case <-expire:
 			if !e.health.isDown() {
-				e.global.expire(e.ctx, idleSliceEntry)
+				if err := e.global.expire(e.ctx, idleSliceEntry); err != nil {
+					e.health.failed(err)
+				}
 			}
 		}
 	}
@@ -303,14 +337,17 @@ const idleSliceEntry = 30 * time.Second
 // shutdown) and stops background work.
 func (e *Engine) Close(ctx context.Context) {
 	if e.global != nil && !e.health.isDown() {
-		e.global.closeAll(ctx)
+		if err := e.global.closeAll(ctx); err != nil {
+			e.logger.Warn("handing unused slice tokens back to redis on close; they count as spent", "err", err)
+		}
 	}
+	e.closeQuotas(ctx)
 	e.cancel()
 }
 
 // ActiveKeys is the number of keys with state in memory.
 func (e *Engine) ActiveKeys() int {
-	n := e.local.Len() + e.fallback.Len()
+	n := e.local.Len() + e.fallback.Len() + e.quotas.len()
 	if e.global != nil {
 		n += e.global.slices.Len()
 	}

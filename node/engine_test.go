@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -207,5 +208,17 @@ func BenchmarkEngineDecide(b *testing.B) {
 		if err := e.DecideInto(context.Background(), &req, &d); err != nil || !d.Allowed {
 			b.Fatal(err, d)
 		}
+	}
+}
+
+func TestEngineRefusesBeforeRules(t *testing.T) {
+	// A node that has not received its rules yet must not allow everything.
+	e := NewEngine()
+	if _, err := e.Decide(context.Background(), check.Request{Attributes: attrs("ip", "a")}); !errors.Is(err, ErrNoRules) {
+		t.Fatalf("Decide before rules: %v, want ErrNoRules", err)
+	}
+	e.SetRules(1, &rules.Set{})
+	if d := decide(t, e, 1, "ip", "a"); !d.Allowed {
+		t.Fatalf("with an empty rules version: %+v, want allowed", d)
 	}
 }

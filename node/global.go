@@ -2,7 +2,10 @@ package node
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/buckets"
 	"github.com/sluicehq/sluice/fsm/rules"
@@ -16,7 +19,9 @@ type GlobalConfig struct {
 	Limiter *lua.Limiter
 	// SliceTTL is how long a node may spend one slice (--slice-ttl).
 	SliceTTL time.Duration
-	// RedisTimeout bounds every Redis call (--redis-timeout).
+	// RedisTimeout bounds every Redis call (--redis-timeout). Keep it well
+	// below SliceTTL: a grant answered after its slice's deadline is not
+	// spent but handed back.
 	RedisTimeout time.Duration
 	// Nodes reports the cluster size; slices are at most a 1/Nodes share of
 	// what the global bucket holds. Nil means 1.
@@ -39,13 +44,15 @@ type globalPath struct {
 	cfg    GlobalConfig
 	slices *buckets.SliceTable
 	now    func() int64
+	// spentSettles holds a token per settleSpent call in flight.
+	spentSettles chan struct{}
 }
 
 func newGlobalPath(cfg GlobalConfig, now func() int64) *globalPath {
 	if cfg.Nodes == nil {
 		cfg.Nodes = func() int { return 1 }
 	}
-	return &globalPath{cfg: cfg, slices: buckets.NewSliceTable(), now: now}
+	return &globalPath{cfg: cfg, slices: buckets.NewSliceTable(), now: now, spentSettles: make(chan struct{}, settleParallelism)}
 }
 
 // share is this node's fallback share of rule, in (0, 1].
@@ -66,20 +73,23 @@ func (g *globalPath) take(ctx context.Context, r *rules.CompiledRule, key []byte
 	}
 	e := g.slices.Entry(key, r.Rule.Name, display)
 	e.Touch(now)
-	if out, ok := fromSlice(e, cost, now); ok {
+	// Read before looking at the slice: a refill that lands after this
+	// point, however soon, then shows as a changed generation below.
+	gen := e.Generation()
+	if out, ok := fromSlice(e, cost, now, g.now); ok {
 		return out, nil
 	}
 	if out, ok := e.DeniedAt(now); ok {
+		g.settleSpent(e)
 		return out, nil
 	}
-	gen := e.Generation()
-	e.LockRefill()
+	e.LockRefill(cost)
 	defer e.UnlockRefill()
 	if e.Generation() != gen {
 		// Another request refilled while this one waited: share its result
 		// rather than going to Redis again.
 		now = g.now()
-		if out, ok := fromSlice(e, cost, now); ok {
+		if out, ok := fromSlice(e, cost, now, g.now); ok {
 			return out, nil
 		}
 		if out, ok := e.DeniedAt(now); ok {
@@ -89,13 +99,42 @@ func (g *globalPath) take(ctx context.Context, r *rules.CompiledRule, key []byte
 	return g.refill(ctx, e, lim, cost)
 }
 
+// settleSpent settles a slice that ran out while the key is denied locally,
+// in the background, rather than at the key's next refill after the pause.
+// Redis counts a grant as outstanding until it is settled or expires, and
+// refills the bucket only up to burst − outstanding: spent slices left
+// unsettled while every node waits would cap the bucket and lose the tokens
+// the wait meant to let build up. At most settleParallelism such settles run
+// at once; past that the slice is left for a later denial or the next
+// refill, which errs on the safe side.
+func (g *globalPath) settleSpent(e *buckets.SliceEntry) {
+	s := e.Current()
+	if s == nil || s.Left() > 0 {
+		return
+	}
+	select {
+	case g.spentSettles <- struct{}{}:
+	default:
+		return
+	}
+	unused, ok := s.Close()
+	if !ok {
+		<-g.spentSettles
+		return
+	}
+	go func() {
+		defer func() { <-g.spentSettles }()
+		g.settle(context.Background(), e, s, unused)
+	}()
+}
+
 // fromSlice spends from the current slice when it can cover cost.
-func fromSlice(e *buckets.SliceEntry, cost, now int64) (buckets.Outcome, bool) {
+func fromSlice(e *buckets.SliceEntry, cost, now int64, clock func() int64) (buckets.Outcome, bool) {
 	s := e.Current()
 	if s == nil {
 		return buckets.Outcome{}, false
 	}
-	left, ok := s.Take(cost, now)
+	left, ok := s.Take(cost, clock)
 	if !ok {
 		return buckets.Outcome{}, false
 	}
@@ -130,8 +169,14 @@ func (g *globalPath) refill(ctx context.Context, e *buckets.SliceEntry, lim *rul
 	if grant.Granted > 0 {
 		g.cfg.Metrics.refilled()
 		s := buckets.NewSlice(grant.ID, grant.Granted, sendAt, sendAt+int64(ttl), grant.Remaining, int64(grant.Reset))
-		left, _ := s.Take(cost, now) // granted >= cost: min was cost
+		// The grant covers cost (min was cost), but an answer that came back
+		// after the slice's deadline must not be spent: Redis may already
+		// have written it off. The sweeper hands its tokens back.
+		left, ok := s.Take(cost, g.now)
 		e.Install(s, now)
+		if !ok {
+			return buckets.Outcome{Remaining: s.Left() + grant.Remaining, Reset: int64(grant.Reset), RetryAfter: lateSliceRetry}, nil
+		}
 		out = buckets.Outcome{Allowed: true, Remaining: left + grant.Remaining, Reset: int64(grant.Reset)}
 	}
 	if grant.Granted == 0 || grant.Remaining == 0 {
@@ -145,12 +190,19 @@ func (g *globalPath) refill(ctx context.Context, e *buckets.SliceEntry, lim *rul
 		}
 		pause = min(pause, int64(ttl))
 		e.Deny(buckets.Outcome{Remaining: grant.Remaining, Reset: int64(grant.Reset), RetryAfter: max(int64(grant.RetryAfter), pause)}, now+pause, now)
+		// A grant this request spent whole (at low rates a slice is one
+		// token) would otherwise stay outstanding through the pause.
+		g.settleSpent(e)
 	}
 	if grant.Granted == 0 {
 		out = buckets.Outcome{Remaining: grant.Remaining, Reset: int64(grant.Reset), RetryAfter: int64(grant.RetryAfter)}
 	}
 	return out, nil
 }
+
+// lateSliceRetry is the retry-after of a request whose grant arrived too late
+// to spend: the next request gets a fresh slice.
+const lateSliceRetry = int64(time.Millisecond)
 
 // refillPause is how long a fair share (1/nodes) of the burst takes to
 // accumulate in the global bucket.
@@ -167,16 +219,64 @@ func (g *globalPath) give(key []byte, r *rules.CompiledRule, display string, cos
 }
 
 // expire hands the unused tokens of slices past their deadline back to Redis
-// and forgets idle keys.
-func (g *globalPath) expire(ctx context.Context, idleFor time.Duration) {
+// and forgets idle keys. It returns the first Redis error, after which it
+// settles nothing more: those grants expire in Redis and count as spent,
+// which is safe.
+func (g *globalPath) expire(ctx context.Context, idleFor time.Duration) error {
 	now := g.now()
-	g.slices.Expire(now, now-int64(idleFor), func(e *buckets.SliceEntry, s *buckets.Slice, unused int64) {
-		g.settle(ctx, e, s, unused)
+	s := g.newSettler(ctx)
+	g.slices.Expire(now, now-int64(idleFor), s.settle)
+	return s.wait()
+}
+
+// closeAll settles every open slice: on shutdown unused tokens go back.
+func (g *globalPath) closeAll(ctx context.Context) error {
+	s := g.newSettler(ctx)
+	g.slices.Close(s.settle)
+	return s.wait()
+}
+
+// settleParallelism bounds the settles in flight at once, so a sweep over
+// many keys ends well within the grants' margin instead of one round trip
+// after another.
+const settleParallelism = 16
+
+// settler gives closed slices' unused tokens back to Redis, several at once.
+type settler struct {
+	g     *globalPath
+	ctx   context.Context
+	group errgroup.Group
+	err   atomic.Pointer[error]
+}
+
+func (g *globalPath) newSettler(ctx context.Context) *settler {
+	s := &settler{g: g, ctx: ctx}
+	s.group.SetLimit(settleParallelism)
+	return s
+}
+
+func (s *settler) settle(e *buckets.SliceEntry, sl *buckets.Slice, unused int64) {
+	s.group.Go(func() error {
+		if s.err.Load() != nil {
+			return nil
+		}
+		if err := s.g.settle(s.ctx, e, sl, unused); err != nil {
+			s.err.CompareAndSwap(nil, &err)
+		}
+		return nil
 	})
 }
 
+func (s *settler) wait() error {
+	s.group.Wait()
+	if err := s.err.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
 // settle gives a closed slice's unused tokens back to Redis.
-func (g *globalPath) settle(ctx context.Context, e *buckets.SliceEntry, s *buckets.Slice, unused int64) {
+func (g *globalPath) settle(ctx context.Context, e *buckets.SliceEntry, s *buckets.Slice, unused int64) error {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.RedisTimeout)
 	defer cancel()
 	start := time.Now()
@@ -186,11 +286,5 @@ func (g *globalPath) settle(ctx context.Context, e *buckets.SliceEntry, s *bucke
 	b := lua.Bucket{Rate: p.Rate, Per: time.Duration(p.Per), Burst: p.Burst}
 	_, err := g.cfg.Limiter.Settle(ctx, e.Rule, e.Key, b, s.GrantID, s.Granted, unused)
 	g.cfg.Metrics.observe("settle", err, time.Since(start))
-}
-
-// closeAll settles every open slice: on shutdown unused tokens go back.
-func (g *globalPath) closeAll(ctx context.Context) {
-	g.slices.Close(func(e *buckets.SliceEntry, s *buckets.Slice, unused int64) {
-		g.settle(ctx, e, s, unused)
-	})
+	return err
 }

@@ -17,9 +17,10 @@ import (
 	"github.com/sluicehq/sluice/transport"
 )
 
-// Node is one member of a Sluice raft cluster: it replicates rules and
-// membership, forwards writes made on a follower to the leader, and
-// implements admin.Admin for the HTTP layer.
+// Node is one member of a Sluice raft cluster: it replicates rules,
+// membership and leases, forwards writes made on a follower to the leader,
+// reports its demand and, while leading, allocates leases (lease_alloc.go),
+// and implements admin.Admin for the HTTP layer.
 type Node struct {
 	cfg    Config
 	logger *slog.Logger
@@ -29,10 +30,16 @@ type Node struct {
 	raft     *raft.Raft
 	raftAddr raft.ServerAddress // as advertised to peers
 	store    *raftboltdb.BoltStore
+	stable   *guardedStable // raft's view of store as a stable store
 	observer *raft.Observer
 	health   peerHealth
 	// hadState: the data dir held raft state when the node started.
 	hadState bool
+
+	own         atomic.Pointer[ownLeases] // this node's usable leases
+	demand      demandTable               // leader: what each node reported
+	ruleNames   ruleNamesCache
+	leaderSince atomic.Int64 // Unix ns when this node last became leader
 
 	ctx    context.Context // ends at Close; bounds background work
 	cancel context.CancelFunc
@@ -40,7 +47,10 @@ type Node struct {
 	closed atomic.Bool
 }
 
-var _ admin.Admin = (*Node)(nil)
+var (
+	_ admin.Admin          = (*Node)(nil)
+	_ admin.DemandReceiver = (*Node)(nil)
+)
 
 // forwardTimeout bounds one call to another node's HTTP API.
 const forwardTimeout = 10 * time.Second
@@ -54,18 +64,29 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.BootstrapRules == nil {
+		cfg.BootstrapRules = []byte(`{"rules": []}`)
+	}
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = DefaultLeaseTTL
+	}
+	if cfg.MaxClockSkew == 0 {
+		cfg.MaxClockSkew = DefaultMaxClockSkew
+	}
 	n := &Node{
 		cfg:    cfg,
 		logger: cfg.Logger.With("component", "node"),
-		fsm:    fsm.New(cfg.OnRules),
 		leader: transport.NewLeaderClient(cfg.AdminToken, forwardTimeout),
 	}
+	n.fsm = fsm.New(cfg.OnRules, fsm.WithLeasesHook(n.leasesApplied))
+	n.own.Store(&ownLeases{})
 	n.health.reset()
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.startRaft(); err != nil {
 		n.cancel()
 		return nil, err
 	}
+	n.wg.Go(n.runLeases)
 	return n, nil
 }
 
@@ -105,7 +126,7 @@ func (n *Node) bootstrap(ctx context.Context) error {
 			return false
 		}
 		version, _ := n.fsm.State().Rules()
-		return n.cfg.BootstrapRules == nil || version > 0
+		return version > 0
 	})
 }
 
@@ -125,7 +146,7 @@ func (n *Node) Close() error {
 	err := n.raft.Shutdown().Error()
 	n.raft.DeregisterObserver(n.observer)
 	n.wg.Wait()
-	return errors.Join(err, n.store.Close())
+	return errors.Join(err, n.stable.close(n.store.Close))
 }
 
 // IsLeader reports whether this node is the raft leader.

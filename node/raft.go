@@ -49,13 +49,14 @@ func (n *Node) startRaft() error {
 		store.Close()
 		return err
 	}
-	r, err := raft.NewRaft(n.raftConfig(raftLogger), n.fsm, store, store, snaps, trans)
+	stable := &guardedStable{StableStore: store}
+	r, err := raft.NewRaft(n.raftConfig(raftLogger), n.fsm, store, stable, snaps, trans)
 	if err != nil {
 		trans.Close()
 		store.Close()
 		return fmt.Errorf("start raft: %w", err)
 	}
-	n.raft, n.store, n.raftAddr = r, store, trans.LocalAddr()
+	n.raft, n.store, n.stable, n.raftAddr = r, store, stable, trans.LocalAddr()
 	events := make(chan raft.Observation, 64)
 	n.observer = raft.NewObserver(events, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
@@ -101,6 +102,7 @@ func (n *Node) watch(events <-chan raft.Observation) {
 			case raft.LeaderObservation:
 				n.health.reset()
 				if string(d.LeaderID) == n.cfg.ID {
+					n.leaderSince.Store(time.Now().UnixNano())
 					n.wg.Go(n.leadershipGained)
 				}
 			case raft.FailedHeartbeatObservation:
@@ -125,7 +127,7 @@ func (n *Node) leadershipGained() {
 		n.logger.Warn("recording own addresses failed", "err", err)
 		return
 	}
-	if v, _ := n.fsm.State().Rules(); v == 0 && n.cfg.BootstrapRules != nil {
+	if v, _ := n.fsm.State().Rules(); v == 0 {
 		version, err := n.apply(fsm.EncodeSetRules(n.cfg.BootstrapRules))
 		if err != nil {
 			n.logger.Warn("applying bootstrap rules failed", "err", err)

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -19,6 +20,10 @@ type redisHealth struct {
 	metrics  *RedisMetrics
 	logger   *slog.Logger
 	ctx      context.Context // ends when the engine closes
+	// onDown runs when the breaker opens, before any decision sees it open:
+	// the engine empties its fallback buckets there.
+	onDown  func()
+	opening sync.Mutex // serializes opening, so onDown runs once per episode
 }
 
 // probeInterval is how often a node in fallback asks Redis whether it is back.
@@ -28,9 +33,15 @@ func (h *redisHealth) isDown() bool { return h.down.Load() }
 
 // failed opens the breaker after a failed call and starts probing.
 func (h *redisHealth) failed(err error) {
-	if !h.down.CompareAndSwap(false, true) {
+	h.opening.Lock()
+	defer h.opening.Unlock()
+	if h.down.Load() {
 		return
 	}
+	if h.onDown != nil {
+		h.onDown()
+	}
+	h.down.Store(true)
 	h.metrics.setFallback(true)
 	h.logger.Warn("redis unreachable; deciding in fallback mode from the leased share", "err", err)
 	go h.probeUntilUp()

@@ -60,6 +60,15 @@ func (c *LeaderClient) ClusterStatus(ctx context.Context, target string) (admin.
 	return out, err
 }
 
+// ReportDemand sends this node's demand report to the leader at target.
+func (c *LeaderClient) ReportDemand(ctx context.Context, target string, r admin.DemandReport) error {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPost, target, "/v1/internal/demand", body, nil)
+}
+
 // baseURL turns a member address ("host:port" or "http://host:port") into
 // the base URL of its HTTP API.
 func baseURL(target string) string {

@@ -57,10 +57,30 @@ type RulesDoc struct {
 	Rules   json.RawMessage `json:"rules"`
 }
 
-// Lease is one node's share of one rule (GET /v1/leases).
+// Lease is one node's share of one rule (GET /v1/leases): its floor plus
+// its leased extra, and how long the extra has left (0 when the node has no
+// valid lease and uses its floor only).
 type Lease struct {
 	Share       float64 `json:"share"`
 	ExpiresInMs int64   `json:"expires_in_ms"`
+}
+
+// Leases is the body of GET /v1/leases: rule → node id → lease.
+type Leases map[string]map[string]Lease
+
+// DemandReport is the body of POST /v1/internal/demand, which every node
+// sends the leader a few times per lease period: the decisions per second it
+// saw for each rule. The leader sizes the leases from them.
+type DemandReport struct {
+	NodeID string             `json:"node_id"`
+	Rates  map[string]float64 `json:"rates"`
+}
+
+// DemandReceiver is the leader's end of demand reports. Nodes implement it
+// next to Admin; the internal route exists when the Admin given to the HTTP
+// layer does.
+type DemandReceiver interface {
+	ReportDemand(ctx context.Context, r DemandReport) error
 }
 
 // Admin is what the admin routes need from a node. Writes made on a follower
@@ -73,4 +93,6 @@ type Admin interface {
 	Rules(ctx context.Context) (RulesDoc, error)
 	// SetRules validates and replaces the rules; doc is a full rules document.
 	SetRules(ctx context.Context, doc []byte) (version uint64, err error)
+	// Leases returns every node's share of every rule as this node sees it.
+	Leases(ctx context.Context) (Leases, error)
 }

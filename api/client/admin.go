@@ -87,6 +87,13 @@ func (c *Client) SetRules(ctx context.Context, doc []byte) (uint64, error) {
 	return out.Version, err
 }
 
+// Leases returns every node's share of every rule (GET /v1/leases).
+func (c *Client) Leases(ctx context.Context) (admin.Leases, error) {
+	var l admin.Leases
+	err := c.adminCall(ctx, http.MethodGet, "/v1/leases", nil, &l)
+	return l, err
+}
+
 // maxAdminAnswer bounds how much of an admin answer is read.
 const maxAdminAnswer = 4 << 20
 

@@ -46,6 +46,10 @@ func (a *recordingAdmin) SetRules(_ context.Context, doc []byte) (uint64, error)
 	return 5, a.err
 }
 
+func (a *recordingAdmin) Leases(context.Context) (admin.Leases, error) {
+	return admin.Leases{"per-ip": {"n1": {Share: 0.4, ExpiresInMs: 1200}, "n2": {Share: 0.05}}}, a.err
+}
+
 // noEngine satisfies api.Engine; these tests never decide.
 type noEngine struct{}
 
@@ -91,6 +95,10 @@ func TestAdminCallsRoundTrip(t *testing.T) {
 	v, err := c.SetRules(ctx, []byte(`{"rules":[]}`))
 	if err != nil || v != 5 || string(a.doc) != `{"rules":[]}` {
 		t.Fatalf("SetRules = %d, %v, node saw %s", v, err, a.doc)
+	}
+	leases, err := c.Leases(ctx)
+	if err != nil || leases["per-ip"]["n1"] != (admin.Lease{Share: 0.4, ExpiresInMs: 1200}) || leases["per-ip"]["n2"].Share != 0.05 {
+		t.Fatalf("Leases = %v, %v", leases, err)
 	}
 }
 

@@ -41,6 +41,9 @@ func (f *fakeCluster) start(t *testing.T) string {
 			{ID: "n2", RaftAddr: "127.0.0.1:7002", Voter: true, State: "follower"},
 		}})
 	})
+	r.GET("/v1/leases", func(c *gin.Context) {
+		c.JSON(200, admin.Leases{"per-ip": {"n1": {Share: 0.7833, ExpiresInMs: 8400}, "n2": {Share: 0.05}}})
+	})
 	r.DELETE("/v1/cluster/nodes/:id", func(c *gin.Context) {
 		if c.Param("id") == "ghost" {
 			c.JSON(404, gin.H{"error": "unknown node: ghost"})
@@ -85,7 +88,8 @@ func TestClusterStatusCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"leader: n1", "term:   7", "n2", "follower", "127.0.0.1:8001", "(none)"} {
+	for _, want := range []string{"leader: n1", "term:   7", "n2", "follower", "127.0.0.1:8001", "(none)",
+		"per-ip  n1    0.783  8.4s", "per-ip  n2    0.050  (floor only)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status output lacks %q:\n%s", want, out)
 		}

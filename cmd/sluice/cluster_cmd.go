@@ -7,11 +7,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/sluicehq/sluice/api/admin"
 	"github.com/sluicehq/sluice/api/client"
 	"github.com/sluicehq/sluice/fsm/rules"
 )
@@ -88,6 +91,11 @@ func runCluster(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(tw, "%s\t%s\t%t\t%t\t%s\t%s\n", n.ID, n.State, n.Voter, n.Healthy, n.RaftAddr, orNone(n.HTTPAddr))
 		}
 		tw.Flush()
+		leases, err := f.client().Leases(ctx)
+		if err != nil {
+			return adminFailed(stderr, "cluster status (leases)", err)
+		}
+		printLeases(stdout, leases)
 		return 0
 	case sub == "remove" && len(rest) == 1:
 		if err := f.client().RemoveNode(ctx, rest[0]); err != nil {
@@ -98,6 +106,24 @@ func runCluster(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprint(stderr, "usage: sluice cluster status | remove ID [--addr URL] [--token T]\n")
 	return 2
+}
+
+// printLeases prints each rule's shares, one line per node.
+func printLeases(w io.Writer, leases admin.Leases) {
+	fmt.Fprintln(w, "\nleases:")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RULE\tNODE\tSHARE\tEXPIRES IN")
+	for _, rule := range slices.Sorted(maps.Keys(leases)) {
+		for _, id := range slices.Sorted(maps.Keys(leases[rule])) {
+			l := leases[rule][id]
+			expires := "(floor only)"
+			if l.ExpiresInMs > 0 {
+				expires = (time.Duration(l.ExpiresInMs) * time.Millisecond).String()
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.3f\t%s\n", rule, id, l.Share, expires)
+		}
+	}
+	tw.Flush()
 }
 
 // adminFailed prints a refused admin call, one line per invalid field, and

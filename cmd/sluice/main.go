@@ -17,6 +17,8 @@ commands:
   rules get | apply -f FILE  read / replace the cluster's rules
   cluster status | remove ID show members / remove a node
   check k=v ...              one decision (exit 0 allowed, 2 denied)
+  bench [flags]              load generator: table, JSON and chart (exit 3 if a limit broke)
+  health [--ready]           exit 0 iff the node's /healthz (or /readyz) answers 200
 
 Every flag also reads SLUICE_<FLAG_IN_UPPER_SNAKE> from the environment; the flag wins.
 Run "sluice <command> -h" for a command's flags.
@@ -41,6 +43,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runCluster(rest, stdout, stderr)
 	case "check":
 		return runCheck(rest, stdout, stderr)
+	case "bench":
+		return runBench(rest, stdout, stderr)
+	case "health":
+		return runHealth(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

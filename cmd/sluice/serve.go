@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -36,6 +37,8 @@ type serveFlags struct {
 	logLevel, logFormat         string
 	redis, redisMode            string
 	redisTimeout, sliceTTL      time.Duration
+	leaseTTL, maxClockSkew      time.Duration
+	grpcAddr, trustedProxies    string
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet) {
@@ -46,13 +49,17 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.httpAdvertise, "http-advertise", "", "HTTP address other nodes use to reach this one [derived]")
 	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:7000", "raft listen address")
 	fs.StringVar(&f.raftAdvertise, "raft-advertise", "", "raft address other nodes use [raft-addr]")
-	fs.StringVar(&f.join, "join", "", "comma-separated HTTP addresses of existing members")
+	fs.StringVar(&f.join, "join", "", "comma-separated HTTP addresses of existing members (this node's own --http-advertise is skipped)")
 	fs.StringVar(&f.rulesFile, "rules", "", "rules applied when this node bootstraps a new cluster [testdata/rules.json when present]")
 	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token for the admin API and node-to-node calls")
+	fs.StringVar(&f.grpcAddr, "grpc-addr", "", "Envoy rate limit service (gRPC) listen address, e.g. :8081 [off]")
+	fs.StringVar(&f.trustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128", "CIDRs whose X-Forwarded-For /v1/forward-auth believes")
 	fs.StringVar(&f.redis, "redis", "", "redis://[user:pass@]host:port, host:port, or comma-separated Redis Cluster seeds; none = local mode")
 	fs.StringVar(&f.redisMode, "redis-mode", "auto", "cluster, single or auto (a list means cluster; one address is asked INFO cluster)")
 	fs.DurationVar(&f.redisTimeout, "redis-timeout", 50*time.Millisecond, "bound on every Redis call; slower means fallback")
 	fs.DurationVar(&f.sliceTTL, "slice-ttl", 250*time.Millisecond, "how long a node may spend one slice of the global bucket")
+	fs.DurationVar(&f.leaseTTL, "lease-ttl", node.DefaultLeaseTTL, "lifetime of a node's leased share of each rule (fallback mode); renewed three times per TTL")
+	fs.DurationVar(&f.maxClockSkew, "max-clock-skew", node.DefaultMaxClockSkew, "largest wall-clock error assumed on any node; leases are trusted only within it")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 }
@@ -69,20 +76,30 @@ func runServe(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sluice serve: %v\n", err)
 		return 2
 	}
-	if err := serve(f, logger); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, f, logger); err != nil {
 		logger.Error("sluice serve failed", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func serve(f serveFlags, logger *slog.Logger) error {
+// serve runs a node until ctx ends (SIGTERM or SIGINT in production), then
+// shuts down gracefully: stop accepting, finish in-flight requests, settle
+// slices back to Redis, leave raft.
+func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 	bootstrapRules, err := loadBootstrapRules(f.rulesFile)
 	if err != nil {
 		return err
 	}
+	trustedProxies, err := api.ParseTrustedProxies(f.trustedProxies)
+	if err != nil {
+		return fmt.Errorf("--trusted-proxies: %w", err)
+	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector())
 	engineOpts := []node.EngineOption{node.WithMetrics(node.NewEngineMetrics(reg)), node.WithLogger(logger)}
 	var n *node.Node
 	if f.redis != "" {
@@ -96,8 +113,16 @@ func serve(f serveFlags, logger *slog.Logger) error {
 			SliceTTL:     f.sliceTTL,
 			RedisTimeout: f.redisTimeout,
 			Nodes:        func() int { return max(n.Stats().Peers, 1) },
+			Share:        func(rule string) float64 { return n.Share(rule) },
 			Metrics:      node.NewRedisMetrics(reg),
 		}))
+	} else {
+		// Local mode counts quotas on this node; keep them across restarts.
+		store, err := openQuotaStore(f.dataDir)
+		if err != nil {
+			return err
+		}
+		engineOpts = append(engineOpts, node.WithQuotaStore(store))
 	}
 	engine := node.NewEngine(engineOpts...)
 
@@ -105,16 +130,25 @@ func serve(f serveFlags, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
+	grpcSvc, err := listenGRPC(f.grpcAddr, engine)
+	if err != nil {
+		_ = httpLn.Close()
+		return err
+	}
+	httpAdvertise := advertisedHTTP(f, httpLn.Addr())
 	cfg := node.Config{
 		ID:             f.nodeID,
 		DataDir:        f.dataDir,
 		RaftAddr:       f.raftAddr,
 		RaftAdvertise:  f.raftAdvertise,
-		HTTPAdvertise:  advertisedHTTP(f, httpLn.Addr()),
-		Join:           splitList(f.join),
+		HTTPAdvertise:  httpAdvertise,
+		Join:           joinTargets(f.join, httpAdvertise),
 		BootstrapRules: bootstrapRules,
 		AdminToken:     f.adminToken,
 		Logger:         logger,
+		LeaseTTL:       f.leaseTTL,
+		MaxClockSkew:   f.maxClockSkew,
+		Demand:         engine.Demand,
 		OnRules: func(version uint64, doc []byte) {
 			set, err := rules.Parse(doc)
 			if err != nil {
@@ -129,20 +163,23 @@ func serve(f serveFlags, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv, err := api.NewServer(api.Config{Engine: engine, Admin: n, AdminToken: f.adminToken, Ready: n.Ready, Registry: reg})
+	node.RegisterRaftMetrics(reg, n)
+	node.RegisterLeaseMetrics(reg, n)
+	srv, err := api.NewServer(api.Config{Engine: engine, Admin: n, Usage: engine, AdminToken: f.adminToken, Ready: n.Ready, Registry: reg,
+		TrustedProxies: trustedProxies})
 	if err != nil {
 		return err
 	}
 	httpSrv := srv.HTTPServer(f.httpAddr)
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- httpSrv.Serve(httpLn) }()
-	logger.Info("sluice serving", "node", f.nodeID, "http", httpLn.Addr().String(), "raft", f.raftAddr)
+	grpcSvc.start()
+	logger.Info("sluice serving", "node", f.nodeID, "http", httpLn.Addr().String(), "grpc", grpcSvc.addr(), "raft", f.raftAddr)
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	go engine.Run(ctx)
 	if err := n.Open(ctx); err != nil {
 		_ = httpSrv.Close()
+		grpcSvc.stop(ctx)
 		return err
 	}
 	select {
@@ -153,14 +190,27 @@ func serve(f serveFlags, logger *slog.Logger) error {
 			_ = n.Close()
 			return err
 		}
+	case err := <-grpcSvc.errs():
+		_ = httpSrv.Close()
+		_ = n.Close()
+		return fmt.Errorf("grpc: %w", err)
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("http shutdown", "err", err)
 	}
+	grpcSvc.stop(shutdownCtx)
 	engine.Close(shutdownCtx)
 	return n.Close()
+}
+
+// openQuotaStore opens local mode's quota counters, beside the raft store.
+func openQuotaStore(dataDir string) (*node.QuotaStore, error) {
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("--data-dir: %w", err)
+	}
+	return node.OpenQuotaStore(filepath.Join(dataDir, "quotas.db"))
 }
 
 // loadBootstrapRules reads --rules, or the default sample when present.
@@ -198,6 +248,19 @@ func advertisedHTTP(f serveFlags, ln net.Addr) string {
 		host, _, _ = net.SplitHostPort(raft)
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// joinTargets is --join without this node's own address, so every member of
+// a StatefulSet can be given the same --join (the first pod's address): that
+// pod finds only itself listed and bootstraps, the others join it.
+func joinTargets(join, self string) []string {
+	var out []string
+	for _, target := range splitList(join) {
+		if strings.TrimRight(strings.TrimPrefix(target, "http://"), "/") != self {
+			out = append(out, target)
+		}
+	}
+	return out
 }
 
 func splitList(s string) []string {

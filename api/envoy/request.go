@@ -1,0 +1,76 @@
+package envoy
+
+import (
+	"fmt"
+	"math"
+
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+
+	"github.com/sluicehq/sluice/api/check"
+)
+
+// domainAttr is the attribute that carries the request's domain, so rules
+// can tell Envoy deployments (or Envoy from HTTP callers) apart.
+const domainAttr = "domain"
+
+// maxDescriptors bounds one request, as /v1/check/batch bounds a batch.
+const maxDescriptors = 1000
+
+// checksOf turns each descriptor into one check: its entries as attributes
+// plus the domain, and the hits to add as the cost. A descriptor's own
+// hits_addend overrides the request's; 0 (unset) means 1, as in Envoy's
+// service. The descriptor's limit override is ignored: Sluice's rules are
+// the authority on limits.
+func checksOf(req *rlsv3.RateLimitRequest) ([]check.Request, error) {
+	switch n := len(req.GetDescriptors()); {
+	case req.GetDomain() == "":
+		return nil, fmt.Errorf("domain must not be empty")
+	case n == 0:
+		return nil, fmt.Errorf("descriptors must not be empty")
+	case n > maxDescriptors:
+		return nil, fmt.Errorf("at most %d descriptors, got %d", maxDescriptors, n)
+	}
+	checks := make([]check.Request, len(req.Descriptors))
+	for i, desc := range req.Descriptors {
+		attrs, err := attributesOf(req.Domain, desc)
+		if err != nil {
+			return nil, fmt.Errorf("descriptors[%d].%w", i, err)
+		}
+		if desc.GetIsNegativeHits() {
+			return nil, fmt.Errorf("descriptors[%d].is_negative_hits: returning hits is not supported", i)
+		}
+		checks[i] = check.Request{Attributes: attrs, Cost: hitsOf(req, desc)}
+	}
+	return checks, nil
+}
+
+func attributesOf(domain string, desc *ratelimitv3.RateLimitDescriptor) (check.Attrs, error) {
+	if len(desc.GetEntries()) == 0 {
+		return nil, fmt.Errorf("entries: must not be empty")
+	}
+	attrs := make(check.Attrs, 0, len(desc.Entries)+1)
+	attrs = append(attrs, check.Attr{Name: domainAttr, Value: domain})
+	for j, e := range desc.Entries {
+		key := e.GetKey()
+		if key == "" {
+			return nil, fmt.Errorf("entries[%d].key: must not be empty", j)
+		}
+		if _, dup := attrs.Get(key); dup {
+			if key == domainAttr {
+				return nil, fmt.Errorf("entries[%d].key: %q is reserved for the request's domain", j, key)
+			}
+			return nil, fmt.Errorf("entries[%d].key: %q appears twice", j, key)
+		}
+		attrs = append(attrs, check.Attr{Name: key, Value: e.GetValue()})
+	}
+	return attrs, nil
+}
+
+func hitsOf(req *rlsv3.RateLimitRequest, desc *ratelimitv3.RateLimitDescriptor) int64 {
+	hits := uint64(req.GetHitsAddend())
+	if override := desc.GetHitsAddend(); override != nil {
+		hits = override.GetValue()
+	}
+	return int64(min(max(hits, 1), math.MaxInt64))
+}

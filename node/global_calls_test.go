@@ -1,0 +1,145 @@
+package node
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluicehq/sluice/api/check"
+	"github.com/sluicehq/sluice/lua/redistest"
+)
+
+// scriptCallsInRedis reads how many times Redis itself ran the token bucket
+// script (INFO commandstats), independently of what the engines count.
+func scriptCallsInRedis(t testing.TB, rdb redis.UniversalClient) int64 {
+	t.Helper()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for line := range strings.Lines(info) {
+		for _, cmd := range []string{"cmdstat_evalsha:calls=", "cmdstat_eval:calls="} {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), cmd); ok {
+				v, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
+				n += v
+			}
+		}
+	}
+	return n
+}
+
+// TestGlobalHotKeyRedisCallsPerDecision measures how many Redis calls a hot
+// key costs in global mode (docs/PERFORMANCE.md): three engines, a limit of
+// 200000/s, demand below it, production slice TTL.
+func TestGlobalHotKeyRedisCallsPerDecision(t *testing.T) {
+	srv := redistest.StartServer(t)
+	const doc = `{"rules": [{"name": "hot", "key": ["k"], "limit": {"rate": 200000, "per": "1s"}}]}`
+	opts := globalOpts{nodes: 3, sliceTTL: 250 * time.Millisecond, redisTimeout: 200 * time.Millisecond}
+	engines := make([]*globalEngine, 3)
+	for i := range engines {
+		engines[i] = newGlobalEngine(t, dialRedis(t, opts.redisTimeout, srv.Addr()), opts, doc)
+	}
+	probe := dialRedis(t, time.Second, srv.Addr())
+	before := scriptCallsInRedis(t, probe)
+
+	// Two drivers per engine, each at most 20 decisions a millisecond:
+	// 120000/s at most, below the limit.
+	const run = 3 * time.Second
+	req := check.Request{Attributes: attrs("k", "hot"), Cost: 1}
+	var decided, allowed, notGlobal atomic.Int64
+	stop := time.Now().Add(run)
+	var wg sync.WaitGroup
+	for _, e := range engines {
+		for range 2 {
+			wg.Go(func() {
+				var d check.Decision
+				tick := time.NewTicker(time.Millisecond)
+				defer tick.Stop()
+				for time.Now().Before(stop) {
+					for range 20 {
+						if err := e.DecideInto(context.Background(), &req, &d); err != nil {
+							t.Error(err)
+							return
+						}
+						decided.Add(1)
+						if d.Allowed {
+							allowed.Add(1)
+						}
+						if d.Mode != check.ModeGlobal {
+							notGlobal.Add(1)
+						}
+					}
+					<-tick.C
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for _, e := range engines {
+		e.Close(context.Background())
+	}
+	inRedis := scriptCallsInRedis(t, probe) - before
+	var counted int64
+	for _, e := range engines {
+		counted += e.calls.count()
+	}
+	ratio := float64(inRedis) / float64(allowed.Load())
+	t.Logf("%d decisions in %v (%.0f/s), %d allowed; Redis ran the script %d times (engines counted %d): %.6f calls per allowed decision (1 per %.0f)",
+		decided.Load(), run, float64(decided.Load())/run.Seconds(), allowed.Load(), inRedis, counted, ratio, 1/ratio)
+	if notGlobal.Load() > 0 || allowed.Load() != decided.Load() {
+		t.Fatalf("%d of %d decisions allowed, %d not in global mode; want all allowed in global mode below the limit",
+			allowed.Load(), decided.Load(), notGlobal.Load())
+	}
+	if inRedis != counted {
+		t.Errorf("Redis ran the script %d times, the engines' hooks saw %d", inRedis, counted)
+	}
+	if ratio > 0.01 {
+		t.Errorf("%.4f Redis calls per allowed decision, want at most 1/100", ratio)
+	}
+}
+
+func TestGlobalSliceHitDoesNotAllocate(t *testing.T) {
+	srv := redistest.StartServer(t)
+	e := newGlobalEngine(t, dialRedis(t, time.Second, srv.Addr()), globalOpts{nodes: 1, sliceTTL: time.Hour, redisTimeout: time.Second}, sliceHitRule)
+	req := check.Request{Attributes: attrs("k", "a"), Cost: 1}
+	var d check.Decision
+	for range 2 { // the second refill is sized for an hour of demand
+		e.DecideInto(context.Background(), &req, &d)
+	}
+	calls := e.calls.count()
+	allocs := testing.AllocsPerRun(1000, func() { e.DecideInto(context.Background(), &req, &d) })
+	if e.calls.count() != calls || !d.Allowed {
+		t.Fatalf("the measured decisions were not slice hits: %d Redis calls, last %+v", e.calls.count()-calls, d)
+	}
+	if allocs != 0 {
+		t.Fatalf("a slice hit allocates %v times, want 0", allocs)
+	}
+}
+
+const sliceHitRule = `{"rules": [{"name": "b", "key": ["k"], "limit": {"rate": 1000000000, "per": "1s"}}]}`
+
+// BenchmarkGlobalSliceHit is the global-mode hot path: a decision spent from
+// the node's slice, with a real Redis behind it that the loop (nearly)
+// never needs.
+func BenchmarkGlobalSliceHit(b *testing.B) {
+	srv := redistest.StartServer(b)
+	e := newGlobalEngine(b, dialRedis(b, time.Second, srv.Addr()), globalOpts{nodes: 1, sliceTTL: time.Hour, redisTimeout: time.Second}, sliceHitRule)
+	req := check.Request{Attributes: attrs("k", "a"), Cost: 1}
+	var d check.Decision
+	for range 2 {
+		e.DecideInto(context.Background(), &req, &d)
+	}
+	calls := e.calls.count()
+	b.ReportAllocs()
+	for b.Loop() {
+		e.DecideInto(context.Background(), &req, &d)
+	}
+	b.ReportMetric(float64(e.calls.count()-calls), "redis-calls")
+}

@@ -1,0 +1,167 @@
+package node
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluicehq/sluice/api/check"
+	"github.com/sluicehq/sluice/buckets"
+	"github.com/sluicehq/sluice/lua"
+)
+
+// scriptCalls counts the token bucket script's calls on a real client (a
+// go-redis hook, not a fake Redis), and can hold or delay them.
+type scriptCalls struct {
+	n atomic.Int64
+	// before, if set, runs before a call goes out; after, once its answer is in.
+	before, after atomic.Pointer[func()]
+}
+
+func (c *scriptCalls) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *scriptCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); name != "evalsha" && name != "eval" {
+			return next(ctx, cmd)
+		}
+		c.n.Add(1)
+		if f := c.before.Load(); f != nil {
+			(*f)()
+		}
+		err := next(ctx, cmd)
+		if f := c.after.Load(); f != nil {
+			(*f)()
+		}
+		return err
+	}
+}
+
+func (c *scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (c *scriptCalls) count() int64 { return c.n.Load() }
+
+// dialRedis connects to a standalone server (one address) or a cluster
+// (several) as `sluice serve --redis` does, with the script already loaded
+// so that every later call is exactly one EVALSHA.
+func dialRedis(t testing.TB, timeout time.Duration, addrs ...string) redis.UniversalClient {
+	t.Helper()
+	mode := "single"
+	if len(addrs) > 1 {
+		mode = "cluster"
+	}
+	rdb, err := lua.Dial(context.Background(), strings.Join(addrs, ","), mode, timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, _, err := lua.NewLimiter(rdb).Peek(ctx, "warmup", "k", lua.Bucket{Rate: 1, Per: time.Second, Burst: 1}); err != nil {
+		t.Fatalf("loading the script: %v", err)
+	}
+	return rdb
+}
+
+// globalEngine is an engine in global mode with its Redis call counter and
+// metrics.
+type globalEngine struct {
+	*Engine
+	calls   *scriptCalls
+	metrics *RedisMetrics
+}
+
+type globalOpts struct {
+	nodes        int
+	sliceTTL     time.Duration
+	redisTimeout time.Duration
+}
+
+// newGlobalEngine starts an engine (with its background work) spending
+// slices of the bucket in rdb; it is closed when the test ends.
+func newGlobalEngine(t testing.TB, rdb redis.UniversalClient, o globalOpts, doc string) *globalEngine {
+	t.Helper()
+	calls := &scriptCalls{}
+	rdb.AddHook(calls)
+	m := NewRedisMetrics(prometheus.NewRegistry())
+	e := NewEngine(WithGlobal(GlobalConfig{
+		Limiter:      lua.NewLimiter(rdb),
+		SliceTTL:     o.sliceTTL,
+		RedisTimeout: o.redisTimeout,
+		Nodes:        func() int { return o.nodes },
+		Metrics:      m,
+	}))
+	e.SetRules(1, mustRules(t, doc))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		closeCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+		defer stop()
+		e.Close(closeCtx)
+	})
+	return &globalEngine{Engine: e, calls: calls, metrics: m}
+}
+
+// entry returns the slice state of rule 0 for attrs.
+func (g *globalEngine) entry(kv ...string) *buckets.SliceEntry {
+	rs := g.rules.Load()
+	r := rs.compiled.Rule(0)
+	a := attrs(kv...)
+	return g.global.slices.Entry(r.AppendKey(nil, a), r.Rule.Name, r.DisplayKey(a))
+}
+
+// peek reads the whole tokens in the Redis bucket of (rule, key).
+func peek(t testing.TB, rdb redis.UniversalClient, rule, key string, b lua.Bucket) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n, _, err := lua.NewLimiter(rdb).Peek(ctx, rule, key, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// waitFor polls cond until it holds, failing the test after limit.
+func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", limit, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// mustGlobal fails unless d was decided in global mode.
+func mustGlobal(t testing.TB, d check.Decision) {
+	t.Helper()
+	if d.Mode != check.ModeGlobal {
+		t.Fatalf("decision %+v: mode %q, want global", d, d.Mode)
+	}
+}
+
+// metricValue reads a counter or gauge.
+func metricValue(t testing.TB, m prometheus.Metric) float64 {
+	t.Helper()
+	var v dto.Metric
+	if err := m.Write(&v); err != nil {
+		t.Fatal(err)
+	}
+	if c := v.GetCounter(); c != nil {
+		return c.GetValue()
+	}
+	return v.GetGauge().GetValue()
+}
