@@ -76,11 +76,9 @@ func (s *Server) handleBatch(c *gin.Context) {
 		sc.decisions = make([]check.Decision, len(sc.reqs))
 	}
 	sc.decisions = sc.decisions[:len(sc.reqs)]
-	for i := range sc.reqs {
-		if err := s.cfg.Engine.DecideInto(c.Request.Context(), &sc.reqs[i], &sc.decisions[i]); err != nil {
-			writeError(c, err)
-			return
-		}
+	if err := s.cfg.Engine.DecideBatch(c.Request.Context(), sc.reqs, sc.decisions); err != nil {
+		writeError(c, err)
+		return
 	}
 	out := append(sc.out[:0], `{"results":[`...)
 	for i := range sc.decisions {

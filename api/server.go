@@ -21,6 +21,8 @@ type Engine interface {
 	check.Decider
 	// DecideInto decides req into d, reusing d.Results; allocation-free.
 	DecideInto(ctx context.Context, req *check.Request, d *check.Decision) error
+	// DecideBatch decides reqs[i] into out[i], each on its own.
+	DecideBatch(ctx context.Context, reqs []check.Request, out []check.Decision) error
 }
 
 // Config wires a Server. Engine is required; the rest is optional.

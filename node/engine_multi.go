@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/sluicehq/sluice/api/check"
 	"github.com/sluicehq/sluice/fsm/rules"
@@ -24,7 +23,7 @@ func (e *Engine) DecideAll(ctx context.Context, reqs []check.Request, out []chec
 	}
 	for i := range reqs {
 		if reqs[i].EffectiveCost() < 1 {
-			return false, &check.FieldError{Field: fmt.Sprintf("requests[%d].cost", i), Msg: "must be an integer >= 1"}
+			return false, check.InBatch(&check.FieldError{Field: "cost", Msg: "must be an integer >= 1"}, i)
 		}
 	}
 	now := e.now()

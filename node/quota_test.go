@@ -256,6 +256,9 @@ func TestQuotaFlushWritesBehind(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// The flush empties the dirty list before it writes: wait for the write.
+	e.quotas.local.writeMu.Lock()
+	e.quotas.local.writeMu.Unlock()
 	cancel()
 	<-done
 	// Read the file as a crashed node's successor would: without Close.

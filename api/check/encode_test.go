@@ -3,7 +3,9 @@ package check
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"reflect"
+	"strconv"
 	"testing"
 )
 
@@ -145,6 +147,15 @@ func TestRequestRoundTripsThroughEncodingJSON(t *testing.T) {
 		}
 		if !reflect.DeepEqual(viaJSON, req) || !reflect.DeepEqual(viaDecoder, req) {
 			t.Errorf("%s decoded as %#v (encoding/json) and %#v (Decoder), want %#v", data, viaJSON, viaDecoder, req)
+		}
+	}
+}
+
+func TestAppendIntMatchesStrconv(t *testing.T) {
+	for _, v := range []int64{0, 1, 9, 10, 11, 99, 100, 101, 12345, -1, -9, -10, -12345,
+		math.MaxInt64, math.MinInt64, math.MaxInt64 - 1, math.MinInt64 + 1} {
+		if got, want := string(appendInt([]byte("x"), v)), "x"+strconv.FormatInt(v, 10); got != want {
+			t.Errorf("appendInt(%d) = %q, want %q", v, got, want)
 		}
 	}
 }

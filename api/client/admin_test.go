@@ -59,6 +59,9 @@ func (noEngine) Decide(context.Context, check.Request) (check.Decision, error) {
 func (noEngine) DecideInto(context.Context, *check.Request, *check.Decision) error {
 	return errors.New("not used")
 }
+func (noEngine) DecideBatch(context.Context, []check.Request, []check.Decision) error {
+	return errors.New("not used")
+}
 
 // startAdminNode serves a over the real API routes, guarded by token.
 func startAdminNode(t *testing.T, a admin.Admin, token string) string {

@@ -180,7 +180,13 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 	if err := n.Open(ctx); err != nil {
 		_ = httpSrv.Close()
 		grpcSvc.stop(ctx)
-		return err
+		closeErr := n.Close()
+		if ctx.Err() != nil {
+			// SIGTERM before the node finished joining: a clean stop.
+			logger.Info("shutting down before the node joined its cluster")
+			return closeErr
+		}
+		return errors.Join(err, closeErr)
 	}
 	select {
 	case <-ctx.Done():
