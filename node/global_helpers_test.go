@@ -19,9 +19,21 @@ import (
 // scriptCalls counts the token bucket script's calls on a real client (a
 // go-redis hook, not a fake Redis), and can hold or delay them.
 type scriptCalls struct {
-	n atomic.Int64
-	// before, if set, runs before a call goes out; after, once its answer is in.
+	n        atomic.Int64
+	acquires atomic.Int64
+	// before, if set, runs before an acquire goes out; after, once its
+	// answer is in. Settles (e.g. the sweeper's) are counted but not held.
 	before, after atomic.Pointer[func()]
+}
+
+// scriptOp is the token bucket script's op argument: EVALSHA sha 2 key key op ...
+func scriptOp(cmd redis.Cmder) string {
+	if args := cmd.Args(); len(args) > 5 {
+		if op, ok := args[5].(string); ok {
+			return op
+		}
+	}
+	return ""
 }
 
 func (c *scriptCalls) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -32,6 +44,10 @@ func (c *scriptCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			return next(ctx, cmd)
 		}
 		c.n.Add(1)
+		if scriptOp(cmd) != "acquire" {
+			return next(ctx, cmd)
+		}
+		c.acquires.Add(1)
 		if f := c.before.Load(); f != nil {
 			(*f)()
 		}

@@ -165,7 +165,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 	}
 	node.RegisterRaftMetrics(reg, n)
 	node.RegisterLeaseMetrics(reg, n)
-	srv, err := api.NewServer(api.Config{Engine: engine, Admin: n, Usage: engine, AdminToken: f.adminToken, Ready: n.Ready, Registry: reg,
+	srv, err := api.NewServer(api.Config{Engine: engine, Admin: n, Usage: engine, AdminToken: f.adminToken, Ready: readiness(engine, n), Registry: reg,
 		TrustedProxies: trustedProxies})
 	if err != nil {
 		return err
@@ -292,5 +292,20 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	default:
 		return nil, fmt.Errorf("--log-format: %q is not text or json", format)
+	}
+}
+
+// readiness is /readyz: the node knows a leader and has its rules, and the
+// engine has installed them (raft publishes the state a moment before the
+// engine's hook has compiled it; until then checks answer 503).
+func readiness(engine *node.Engine, n *node.Node) func() error {
+	return func() error {
+		if err := n.Ready(); err != nil {
+			return err
+		}
+		if engine.RulesVersion() == 0 {
+			return errors.New("rules not installed in the engine yet")
+		}
+		return nil
 	}
 }
