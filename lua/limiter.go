@@ -20,9 +20,8 @@ import (
 //go:embed token_bucket.lua
 var tokenBucketSource string
 
-// tokenBucket runs with EVALSHA and falls back to EVAL (which reloads it) on NOSCRIPT,
-// e.g. after a restart, a failover to a fresh replica or SCRIPT FLUSH.
-var tokenBucket = redis.NewScript(tokenBucketSource)
+// tokenBucket is the token bucket script (see newScript).
+var tokenBucket = newScript(tokenBucketSource)
 
 // Bucket is a token bucket's parameters: Rate tokens per Per (whole microseconds), holding
 // at most Burst.

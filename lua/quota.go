@@ -6,15 +6,13 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 //go:embed quota.lua
 var quotaSource string
 
-// quotaScript runs with EVALSHA and reloads itself on NOSCRIPT, like the token bucket.
-var quotaScript = redis.NewScript(quotaSource)
+// quotaScript is the quota script (see newScript).
+var quotaScript = newScript(quotaSource)
 
 // Window is a quota's calendar window [Start, End). The caller computes it from its own
 // clock; the script accepts it only if Redis TIME lies inside, so Redis decides.

@@ -30,26 +30,7 @@
 
 -- Keys outlive their window by this much: late settles and peeks still find them.
 local EXPIRY_MARGIN_MS = 60000
-local MAX_INT = 9007199254740992 -- 2^53: beyond it doubles lose integers
-
-local function int(x)
-  return string.format('%.0f', x)
-end
-
-local function amount(member)
-  return tonumber(string.match(member, ':(%d+)$'))
-end
-
-local arg_error
-local function int_arg(i, name, lowest)
-  local v = tonumber(ARGV[i])
-  if not v or v ~= math.floor(v) or v < lowest or v > MAX_INT then
-    arg_error = arg_error or string.format('ERR sluice: %s must be an integer >= %d, got %q',
-      name, lowest, tostring(ARGV[i]))
-    return 0
-  end
-  return v
-end
+-- MAX_INT, int, amount, arg_error and int_arg come from common.lua, which is prepended.
 
 local op = ARGV[1]
 local limit = int_arg(2, 'limit', 1)
