@@ -21,3 +21,21 @@ local function int_arg(i, name, lowest)
   end
   return v
 end
+
+-- now is Redis TIME in µs: scripts never use a caller's clock.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+
+-- expired sums the grants in KEYS[2] (a sorted set of "<id>:<amount>" by expiry) whose
+-- expiry has passed, removing them unless peeking.
+local function expired(remove)
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', int(now))
+  local sum = 0
+  for _, m in ipairs(gone) do
+    sum = sum + amount(m)
+  end
+  if remove and #gone > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int(now))
+  end
+  return sum
+end

@@ -30,7 +30,8 @@
 
 -- Keys outlive their window by this much: late settles and peeks still find them.
 local EXPIRY_MARGIN_MS = 60000
--- MAX_INT, int, amount, arg_error and int_arg come from common.lua, which is prepended.
+-- MAX_INT, int, amount, arg_error, int_arg, now (Redis TIME in µs) and expired come from
+-- common.lua, which is prepended.
 
 local op = ARGV[1]
 local limit = int_arg(2, 'limit', 1)
@@ -40,21 +41,6 @@ if not arg_error and end_us <= start_us then
   arg_error = 'ERR sluice: end_us must be after start_us'
 end
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-
--- expired sums the grants whose expiry has passed, removing them unless peeking.
-local function expired(remove)
-  local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', int(now))
-  local sum = 0
-  for _, m in ipairs(gone) do
-    sum = sum + amount(m)
-  end
-  if remove and #gone > 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int(now))
-  end
-  return sum
-end
 
 -- load returns c and o with expired grants moved from o to c, and whether the window has
 -- state. Expired grants are removed from the set unless peeking.

@@ -32,15 +32,14 @@
 local EXPIRY_MARGIN_MS = 1000
 -- Cap on key lifetimes, so absurdly slow buckets still give PEXPIRE a valid integer.
 local MAX_EXPIRY_MS = 1e13
--- MAX_INT, int, amount, arg_error and int_arg come from common.lua, which is prepended.
+-- MAX_INT, int, amount, arg_error, int_arg, now (Redis TIME in µs) and expired come from
+-- common.lua, which is prepended.
 
 local op = ARGV[1]
 local rate = int_arg(2, 'rate', 1)
 local per = int_arg(3, 'per_us', 1)
 local burst = int_arg(4, 'burst', 1)
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
 -- load returns tk, ts, o and whether the bucket is new. A new bucket starts full, less any
 -- grants still recorded (only possible if the hash alone was lost, e.g. evicted).
@@ -65,19 +64,6 @@ local function load_for_write()
     redis.call('HSET', KEYS[1], 'n', int(now))
   end
   return tk, ts, o
-end
-
--- expired sums the grants whose expiry has passed, removing them unless peeking.
-local function expired(remove)
-  local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', int(now))
-  local sum = 0
-  for _, m in ipairs(gone) do
-    sum = sum + amount(m)
-  end
-  if remove and #gone > 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int(now))
-  end
-  return sum
 end
 
 -- refill adds what accrued since ts, capped at burst - o. A clock that stepped back (say
