@@ -321,13 +321,18 @@ func ceilMs(ns int64) int64 {
 const sweepInterval = 5 * time.Second
 
 // Run does the engine's background work until ctx ends or the engine
-// closes: evicting idle buckets and handing expired slices' unused tokens
-// back to Redis.
+// closes: evicting idle buckets and ended quota windows, writing quota
+// counters behind, and handing expired slices' unused tokens (rate and
+// quota) back to Redis.
 func (e *Engine) Run(ctx context.Context) {
-	go e.runQuotas(ctx)
 	sweep := time.NewTicker(sweepInterval)
 	defer sweep.Stop()
-	var expire <-chan time.Time
+	var flush, expire <-chan time.Time
+	if e.quotas.store != nil {
+		t := time.NewTicker(quotaFlushInterval)
+		defer t.Stop()
+		flush = t.C
+	}
 	if e.global != nil {
 		t := time.NewTicker(e.global.cfg.SliceTTL / 2)
 		defer t.Stop()
@@ -343,11 +348,19 @@ func (e *Engine) Run(ctx context.Context) {
 			now := e.now()
 			e.local.Sweep(now)
 			e.fallback.Sweep(now)
+			e.quotas.local.sweep(e.quotas.wall())
+		case <-flush:
+			e.flushQuotas()
 		case <-expire:
-			if !e.health.isDown() {
-				if err := e.global.expire(e.ctx, idleSliceEntry); err != nil {
-					e.health.failed(err)
-				}
+			if e.health.isDown() {
+				continue
+			}
+			err := e.global.expire(e.ctx, idleSliceEntry)
+			if qerr := e.quotas.global.expire(e.ctx); err == nil {
+				err = qerr
+			}
+			if err != nil {
+				e.health.failed(err)
 			}
 		}
 	}

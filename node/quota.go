@@ -128,44 +128,10 @@ func (e *Engine) refundQuota(r *rules.CompiledRule, key []byte, mode check.Mode,
 	}
 }
 
-// runQuotas does the quota state's background work until ctx ends or the
-// engine closes: forgetting ended windows, writing counters to the store,
-// settling expired quota slices.
-func (e *Engine) runQuotas(ctx context.Context) {
-	q := e.quotas
-	sweep := time.NewTicker(sweepInterval)
-	defer sweep.Stop()
-	var flush, expire <-chan time.Time
-	if q.store != nil {
-		t := time.NewTicker(quotaFlushInterval)
-		defer t.Stop()
-		flush = t.C
-	}
-	if q.global != nil {
-		t := time.NewTicker(q.global.cfg.SliceTTL / 2)
-		defer t.Stop()
-		expire = t.C
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-e.ctx.Done():
-			return
-		case <-sweep.C:
-			q.local.sweep(q.wall())
-		case <-flush:
-			if err := q.local.flush(); err != nil {
-				e.logger.Warn("writing quota counters", "err", err)
-			}
-		case <-expire:
-			if e.health.isDown() {
-				continue
-			}
-			if err := q.global.expire(e.ctx); err != nil {
-				e.health.failed(err)
-			}
-		}
+// flushQuotas writes changed local quota counters to the store (write-behind).
+func (e *Engine) flushQuotas() {
+	if err := e.quotas.local.flush(); err != nil {
+		e.logger.Warn("writing quota counters", "err", err)
 	}
 }
 
