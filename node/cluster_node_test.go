@@ -280,13 +280,17 @@ func TestInvalidRulesChangeNothing(t *testing.T) {
 			t.Fatalf("%s SetRules(bad) = %v", m.id, err)
 		}
 	}
-	// Give a wrongly committed entry time to show up before checking.
-	time.Sleep(100 * time.Millisecond)
 	for _, m := range c.members {
 		if v, _ := m.node.fsm.State().Rules(); v != 1 || m.rules.latest() != 1 {
 			t.Fatalf("%s rules version %d after invalid writes", m.id, v)
 		}
 	}
+	// A valid write after them is a barrier: had any invalid write been
+	// committed, it would have taken version 2 and this one a later version.
+	if v := c.setRules(c.leader(), 7); v != 2 {
+		t.Fatalf("first valid write after invalid ones got version %d, want 2", v)
+	}
+	c.waitRules(2, time.Second)
 }
 
 func TestBadJoinAndRemoveRequests(t *testing.T) {

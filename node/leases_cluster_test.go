@@ -141,19 +141,25 @@ func TestLeasesFollowDemandSkew(t *testing.T) {
 		t.Fatal("never saw n1's large lease")
 	}
 
-	// Every node reports the same table over HTTP.
+	// Every node reports the table over HTTP. The smoothed demand keeps
+	// moving n2's share a little around its level, so wait for each node to
+	// report it at 0.7 or more; the invariants hold on every read.
 	for _, m := range c.members {
-		leases := getLeases(t, m)
-		var sum float64
-		for id, l := range leases["per-ip"] {
-			sum += l.Share
-			if l.Share < fsm.FloorShare(3)-1e-9 || (l.Share > fsm.FloorShare(3)+1e-9) != (l.ExpiresInMs > 0) {
-				t.Fatalf("GET /v1/leases on %s: %s has %+v", m.id, id, l)
+		c.waitFor(m.id+" to report n2's share >= 0.7", 10*testLeaseTTL, func() bool {
+			leases := getLeases(t, m)
+			var sum float64
+			for id, l := range leases["per-ip"] {
+				sum += l.Share
+				if l.Share < fsm.FloorShare(3)-1e-9 || (l.Share > fsm.FloorShare(3)+1e-9) != (l.ExpiresInMs > 0) {
+					t.Fatalf("GET /v1/leases on %s: %s has %+v", m.id, id, l)
+				}
 			}
-		}
-		if n2 := leases["per-ip"]["n2"]; len(leases["per-ip"]) != 3 || n2.Share < 0.7 || n2.ExpiresInMs > testLeaseTTL.Milliseconds() || sum > 1+1e-9 {
-			t.Fatalf("GET /v1/leases on %s = %v", m.id, leases)
-		}
+			n2 := leases["per-ip"]["n2"]
+			if len(leases["per-ip"]) != 3 || n2.ExpiresInMs > testLeaseTTL.Milliseconds() || sum > 1+1e-9 {
+				t.Fatalf("GET /v1/leases on %s = %v", m.id, leases)
+			}
+			return n2.Share >= 0.7
+		})
 	}
 
 	reg := prometheus.NewRegistry()
