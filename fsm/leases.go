@@ -42,6 +42,13 @@ type LeaseProposal struct {
 	// Extras is rule → node → wished extra share. Rules or nodes absent
 	// here get no extra.
 	Extras map[string]map[string]float64 `json:"extras"`
+	// Withheld names the members the leader presumes may be deciding in
+	// fallback mode: they said so, or it has not heard from them lately.
+	// Every other node keeps their shares out of the rate it draws from
+	// Redis (see State.Withheld), so their local admissions come on top of
+	// a correspondingly smaller global rate rather than on top of the
+	// whole of it.
+	Withheld []string `json:"withheld,omitempty"`
 }
 
 // Lease is one node's entry for one rule: its extra share on top of its
@@ -70,8 +77,13 @@ type Hold struct {
 // and its holds that have not expired by t − skew.
 func (l Lease) Reserved(t, skew int64) float64 {
 	r := 0.0
-	for _, h := range l.live(t, skew) {
-		r = max(r, h.Extra)
+	if l.Expires+skew > t {
+		r = l.Extra
+	}
+	for _, h := range l.Holds {
+		if h.Until+skew > t {
+			r = max(r, h.Extra)
+		}
 	}
 	return r
 }
@@ -134,7 +146,11 @@ func applySetLeases(cur *State, payload []byte) (*State, error) {
 	if p.IssuedAt <= 0 || p.TTL <= 0 || p.Skew < 0 {
 		return nil, fmt.Errorf("lease proposal with issued_at %d, ttl %d, skew %d", p.IssuedAt, p.TTL, p.Skew)
 	}
+	if slices.Contains(p.Withheld, "") {
+		return nil, fmt.Errorf("lease proposal withholds an empty node id")
+	}
 	next := cur.clone()
+	next.withheld = slices.Compact(slices.Sorted(slices.Values(p.Withheld)))
 	next.leases = make(map[string]map[string]Lease, len(p.Extras))
 	for _, rule := range sortedKeys(cur.leases, p.Extras) {
 		wishes := p.Extras[rule]

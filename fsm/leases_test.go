@@ -190,6 +190,7 @@ func TestSetLeasesRejectsCorruptProposals(t *testing.T) {
 		"no ttl":         `{"issued_at":1,"skew_ns":0,"extras":{}}`,
 		"negative skew":  `{"issued_at":1,"ttl_ns":1,"skew_ns":-1,"extras":{}}`,
 		"negative extra": `{"issued_at":1,"ttl_ns":1,"skew_ns":0,"extras":{"r":{"a":-0.1}}}`,
+		"empty withheld": `{"issued_at":1,"ttl_ns":1,"skew_ns":0,"extras":{},"withheld":[""]}`,
 	}
 	for name, payload := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -201,6 +202,55 @@ func TestSetLeasesRejectsCorruptProposals(t *testing.T) {
 			}()
 			apply(f, append([]byte{byte(CmdSetLeases)}, payload...))
 		})
+	}
+}
+
+// Withheld is replaced by every proposal, kept sorted and unique, survives
+// a snapshot, and WithheldShare counts floor plus reservation of each
+// withheld member but the caller, for as long as its entries may be in use.
+func TestSetLeasesWithheld(t *testing.T) {
+	f := New(nil)
+	for _, id := range []string{"a", "b", "c"} {
+		apply(f, EncodeUpsertMember(Member{ID: id}))
+	}
+	withhold := func(at int64, extras map[string]map[string]float64, ids ...string) {
+		apply(f, EncodeSetLeases(LeaseProposal{IssuedAt: at, TTL: testTTL, Skew: testSkew, Extras: extras, Withheld: ids}))
+	}
+	withhold(t0, map[string]map[string]float64{"r": {"a": 0.5, "b": 0.2}}, "b", "a", "b", "gone")
+	if got := f.State().Withheld(); !reflect.DeepEqual(got, []string{"a", "b", "gone"}) {
+		t.Fatalf("Withheld() = %v, want [a b gone]", got)
+	}
+	floor := FloorShare(3)
+	s := f.State()
+	if got, want := s.WithheldShare("r", "c", floor, t0, testSkew), 2*floor+0.7; !near(got, want) {
+		t.Fatalf("withheld from c = %v, want floors of a and b plus their extras %v", got, want)
+	}
+	if got, want := s.WithheldShare("r", "a", floor, t0, testSkew), floor+0.2; !near(got, want) {
+		t.Fatalf("withheld from a = %v, want b's share %v (a never withholds itself)", got, want)
+	}
+	if got, want := s.WithheldShare("other", "c", floor, t0, testSkew), 2*floor; !near(got, want) {
+		t.Fatalf("withheld of a rule without leases = %v, want the floors %v", got, want)
+	}
+	late := t0 + testTTL + testSkew
+	if got, want := s.WithheldShare("r", "c", floor, late, testSkew), 2*floor; !near(got, want) {
+		t.Fatalf("withheld once the entries expired = %v, want the floors %v", got, want)
+	}
+
+	data := persist(t, f)
+	dst := New(nil)
+	if err := dst.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
+		t.Fatal(err)
+	}
+	if got := dst.State().Withheld(); !reflect.DeepEqual(got, f.State().Withheld()) {
+		t.Fatalf("restored Withheld() = %v, want %v", got, f.State().Withheld())
+	}
+
+	withhold(t0+int64(time.Second), nil)
+	if got := f.State().Withheld(); len(got) != 0 {
+		t.Fatalf("Withheld() after a proposal withholding nobody = %v", got)
+	}
+	if got := f.State().WithheldShare("r", "c", floor, t0+int64(time.Second), testSkew); got != 0 {
+		t.Fatalf("WithheldShare = %v after withholding nobody, want 0", got)
 	}
 }
 

@@ -27,6 +27,8 @@ type snapshotBody struct {
 	// Leases was added without a format bump: older snapshots lack it and
 	// read as an empty lease table.
 	Leases map[string]map[string]Lease `json:"leases,omitempty"`
+	// Withheld, likewise: older snapshots withhold nothing.
+	Withheld []string `json:"withheld,omitempty"`
 }
 
 type snapshot struct{ state *State }
@@ -45,7 +47,7 @@ func writeSnapshot(w io.Writer, s *State) error {
 	bw := bufio.NewWriter(w)
 	bw.WriteString(snapshotMagic)
 	bw.WriteByte(snapshotVersion)
-	body := snapshotBody{RulesVersion: s.rulesVersion, RulesDoc: s.rulesDoc, Members: s.Members(), Leases: s.leases}
+	body := snapshotBody{RulesVersion: s.rulesVersion, RulesDoc: s.rulesDoc, Members: s.Members(), Leases: s.leases, Withheld: s.withheld}
 	if err := json.NewEncoder(bw).Encode(body); err != nil {
 		return err
 	}
@@ -70,7 +72,7 @@ func readSnapshot(r io.Reader) (*State, error) {
 	if err := dec.Decode(&body); err != nil {
 		return nil, fmt.Errorf("decode state: %w", err)
 	}
-	s := &State{rulesVersion: body.RulesVersion, rulesDoc: body.RulesDoc, members: make(map[string]Member, len(body.Members)), leases: body.Leases}
+	s := &State{rulesVersion: body.RulesVersion, rulesDoc: body.RulesDoc, members: make(map[string]Member, len(body.Members)), leases: body.Leases, withheld: body.Withheld}
 	for _, m := range body.Members {
 		s.members[m.ID] = m
 	}

@@ -22,6 +22,8 @@ type State struct {
 	members      map[string]Member
 	// leases is rule → node → entry, replaced whole by every SetLeases.
 	leases map[string]map[string]Lease
+	// withheld is the sorted member ids of the latest SetLeases's Withheld.
+	withheld []string
 }
 
 var emptyState = &State{members: map[string]Member{}}
@@ -48,6 +50,26 @@ func (s *State) MemberCount() int { return len(s.members) }
 
 // Leases returns rule → node → lease entry. The caller must not modify it.
 func (s *State) Leases() map[string]map[string]Lease { return s.leases }
+
+// Withheld returns the sorted ids of the members whose shares the others
+// keep out of Redis (LeaseProposal.Withheld). The caller must not modify it.
+func (s *State) Withheld() []string { return s.withheld }
+
+// WithheldShare is how much of rule the nodes in Withheld, other than
+// self, may be admitting on their own at time t (Unix ns): each one's floor
+// plus the largest extra its entries may still grant it (Lease.Reserved).
+// A node in global mode draws rate·(1 − WithheldShare) from Redis. Ids no
+// longer members are skipped: removed nodes are the membership term of ε.
+func (s *State) WithheldShare(rule, self string, floor float64, t, skew int64) float64 {
+	sum := 0.0
+	for _, id := range s.withheld {
+		if _, member := s.members[id]; !member || id == self {
+			continue
+		}
+		sum += floor + s.leases[rule][id].Reserved(t, skew)
+	}
+	return sum
+}
 
 // clone returns a shallow copy; the caller replaces the fields it changes.
 func (s *State) clone() *State {

@@ -63,6 +63,11 @@ type Config struct {
 	// started (Engine.Demand); the leader sizes leases from it. Nil reports
 	// no demand.
 	Demand func() map[string]float64
+	// Fallback reports whether the engine decides in fallback mode now
+	// (Engine.InFallback). Nodes report it to the leader, which withholds
+	// the shares of nodes in fallback from the others' Redis rate. Nil
+	// means never.
+	Fallback func() bool
 }
 
 // Validate reports a configuration the node cannot run with.

@@ -211,6 +211,10 @@ func (e *Engine) takeEach(ctx context.Context, rs *ruleSet, applicable []int, at
 	return modes
 }
 
+// InFallback reports whether decisions are made in fallback mode now:
+// Redis is unreachable and the breaker is open (node.Config.Fallback).
+func (e *Engine) InFallback() bool { return e.health != nil && e.health.isDown() }
+
 // mode is the mode decisions start in.
 func (e *Engine) mode() check.Mode {
 	switch {

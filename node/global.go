@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -29,6 +30,10 @@ type GlobalConfig struct {
 	// Share reports this node's share of a rule for fallback mode (its
 	// lease, SPEC §7). Nil means an equal split: 1/Nodes.
 	Share func(rule string) float64
+	// Withheld reports the part of rule other nodes may be admitting on
+	// their own in fallback mode (Node.Withheld); refills draw only
+	// rate·(1 − Withheld) from Redis meanwhile. Nil means 0.
+	Withheld func(rule string) float64
 	// Metrics may be nil.
 	Metrics *RedisMetrics
 }
@@ -155,7 +160,7 @@ func (g *globalPath) refill(ctx context.Context, e *buckets.SliceEntry, lim *rul
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.RedisTimeout)
 	defer cancel()
 	start := time.Now()
-	grant, err := g.cfg.Limiter.Renew(ctx, e.Rule, e.Key, lua.Bucket{Rate: lim.Rate, Per: time.Duration(lim.Per), Burst: lim.Burst},
+	grant, err := g.cfg.Limiter.Renew(ctx, e.Rule, e.Key, g.bucket(e.Rule, e.Params()),
 		lua.Settlement{ID: id, Granted: granted, Unused: unused}, want, cost, ttl+grantMargin(ttl))
 	g.cfg.Metrics.observe("acquire", err, time.Since(start))
 	if err != nil {
@@ -198,6 +203,41 @@ func (g *globalPath) refill(ctx context.Context, e *buckets.SliceEntry, lim *rul
 		out = buckets.Outcome{Remaining: grant.Remaining, Reset: int64(grant.Reset), RetryAfter: int64(grant.RetryAfter)}
 	}
 	return out, nil
+}
+
+// bucket is the Redis bucket of rule with limit p, its rate lowered to
+// rate·(1 − w) while other nodes may be admitting a share w of the rule on
+// their own (GlobalConfig.Withheld). The script refills by the rate of the
+// call that refills, so while every node in global mode passes the lowered
+// rate, Redis and the fallback nodes together admit at most the rule's
+// rate (docs/DESIGN.md, Safety §3).
+func (g *globalPath) bucket(rule string, p buckets.BucketParams) lua.Bucket {
+	b := lua.Bucket{Rate: p.Rate, Per: time.Duration(p.Per), Burst: p.Burst}
+	if g.cfg.Withheld == nil {
+		return b
+	}
+	return withhold(b, g.cfg.Withheld(rule))
+}
+
+// withholdScale: the script takes whole tokens per whole microseconds, so
+// a lowered rate is expressed per withholdScale periods, keeping three
+// more digits of it. maxScriptInt is the script's largest integer argument.
+const (
+	withholdScale = 1000
+	maxScriptInt  = 1 << 53
+)
+
+// withhold returns b with its rate multiplied by 1 − w, rounded down (but
+// at least one token per scaled period, as the script requires).
+func withhold(b lua.Bucket, w float64) lua.Bucket {
+	if !(w > 0) {
+		return b
+	}
+	perUs := max(b.Per.Microseconds(), 1)
+	scale := min(int64(withholdScale), maxScriptInt/perUs, math.MaxInt64/max(int64(b.Per), 1))
+	scale = max(scale, 1)
+	rate := float64(b.Rate) * float64(scale) * max(0, 1-w)
+	return lua.Bucket{Rate: max(1, int64(math.Min(rate, maxScriptInt))), Per: b.Per * time.Duration(scale), Burst: b.Burst}
 }
 
 // lateSliceRetry is the retry-after of a request whose grant arrived too late
@@ -282,9 +322,7 @@ func (g *globalPath) settle(ctx context.Context, e *buckets.SliceEntry, s *bucke
 	start := time.Now()
 	// The rule's current limit may differ from the one the grant was made
 	// under; the script only uses it to refill and cap, both safe.
-	p := e.Params()
-	b := lua.Bucket{Rate: p.Rate, Per: time.Duration(p.Per), Burst: p.Burst}
-	_, err := g.cfg.Limiter.Settle(ctx, e.Rule, e.Key, b, s.GrantID, s.Granted, unused)
+	_, err := g.cfg.Limiter.Settle(ctx, e.Rule, e.Key, g.bucket(e.Rule, e.Params()), s.GrantID, s.Granted, unused)
 	g.cfg.Metrics.observe("settle", err, time.Since(start))
 	return err
 }

@@ -12,48 +12,95 @@ import (
 )
 
 // The lease cycle, in fractions of --lease-ttl: every node reports its
-// demand four times per TTL, and the leader proposes leases three times per
-// TTL, so a node whose renewal is lost once still has a valid lease.
+// demand four times per TTL (at least every maxReportEvery), and the leader
+// proposes leases three times per TTL, so a node whose renewal is lost once
+// still has a valid lease.
 const (
 	reportsPerTTL     = 4
 	allocationsPerTTL = 3
+	// maxReportEvery bounds the report period with long TTLs: reports are
+	// also how the leader notices a node gone silent, whose share it then
+	// withholds from the others, and that should take seconds at most.
+	maxReportEvery = 500 * time.Millisecond
 	// staleReports: a node that has not reported for this many report
-	// periods is treated as having no demand (dead or partitioned), so its
-	// extra goes to others once its lease has expired.
+	// periods is treated as having no demand and as possibly deciding in
+	// fallback (dead or partitioned): its share is withheld from the
+	// others' Redis rate, and its extra goes to others once its lease has
+	// expired.
 	staleReports = 3
 	// demandSmoothing is the weight of a new report in the leader's running
 	// average: spikes shorter than a report period move shares by half.
 	demandSmoothing = 0.5
+	// fallbackPoll is how often a node looks whether it entered or left
+	// fallback mode, to tell the leader at once rather than at its next
+	// report: until the others withhold its share, its fallback admissions
+	// come on top of the whole rate they draw from Redis.
+	fallbackPoll = 20 * time.Millisecond
 )
 
-func (n *Node) reportEvery() time.Duration { return n.cfg.LeaseTTL / reportsPerTTL }
+func (n *Node) reportEvery() time.Duration { return min(n.cfg.LeaseTTL/reportsPerTTL, maxReportEvery) }
 
-// runLeases is every node's lease loop: report demand to the leader and,
-// while leading, propose the next leases.
+// runLeases is every node's lease loop: report demand and fallback mode to
+// the leader and, while leading, propose the next leases, also as soon as
+// the set of nodes to withhold changes.
 func (n *Node) runLeases() {
 	report := time.NewTicker(n.reportEvery())
 	defer report.Stop()
 	allocate := time.NewTicker(n.cfg.LeaseTTL / allocationsPerTTL)
 	defer allocate.Stop()
-	var meter demandMeter
-	meter.read(n.cfg.Demand, time.Now())
+	poll := time.NewTicker(fallbackPoll)
+	defer poll.Stop()
+	r := reporter{n: n}
+	r.meter.read(n.cfg.Demand, time.Now())
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-report.C:
-			r := admin.DemandReport{NodeID: n.cfg.ID, Rates: meter.read(n.cfg.Demand, time.Now())}
-			ctx, cancel := context.WithTimeout(n.ctx, n.reportEvery())
-			if err := n.ReportDemand(ctx, r); err != nil {
-				n.logger.Debug("demand report not delivered", "err", err)
+			// On the leader this report is recorded locally, which also
+			// notices nodes whose reports went stale (ReportDemand).
+			r.send()
+		case <-poll.C:
+			if r.fallbackChanged() {
+				r.send()
 			}
-			cancel()
+		case <-n.reallocate:
+			if n.IsLeader() {
+				n.allocate(time.Now())
+			}
 		case <-allocate.C:
 			if n.IsLeader() {
 				n.allocate(time.Now())
 			}
 		}
 	}
+}
+
+// reporter sends this node's demand reports.
+type reporter struct {
+	n     *Node
+	meter demandMeter
+	// told is the fallback mode the leader last received from this node.
+	told bool
+}
+
+func (r *reporter) fallback() bool { return r.n.cfg.Fallback != nil && r.n.cfg.Fallback() }
+
+// fallbackChanged reports whether the mode differs from what the leader
+// was last told (also after a report that did not get through).
+func (r *reporter) fallbackChanged() bool { return r.fallback() != r.told }
+
+func (r *reporter) send() {
+	n := r.n
+	fallback := r.fallback()
+	rep := admin.DemandReport{NodeID: n.cfg.ID, Rates: r.meter.read(n.cfg.Demand, time.Now()), Fallback: fallback}
+	ctx, cancel := context.WithTimeout(n.ctx, n.reportEvery())
+	defer cancel()
+	if err := n.ReportDemand(ctx, rep); err != nil {
+		n.logger.Debug("demand report not delivered", "err", err)
+		return
+	}
+	r.told = fallback
 }
 
 // demandMeter turns cumulative decision counts into rates.
@@ -79,11 +126,37 @@ func (m *demandMeter) read(counts func() map[string]float64, now time.Time) map[
 }
 
 // ReportDemand records a node's demand report on the leader; a follower
-// passes it on to the leader (admin.DemandReceiver).
+// passes it on to the leader (admin.DemandReceiver). A report that changes
+// which nodes are to be withheld makes the leader propose leases at once.
 func (n *Node) ReportDemand(ctx context.Context, r admin.DemandReport) error {
 	return n.onLeader(
-		func() error { n.demand.record(r, time.Now()); return nil },
+		func() error {
+			now := time.Now()
+			n.demand.record(r, now)
+			if n.withheldChanged(now) {
+				select {
+				case n.reallocate <- struct{}{}:
+				default:
+				}
+			}
+			return nil
+		},
 		func(leader string) error { return n.leader.ReportDemand(ctx, leader, r) })
+}
+
+// withheldChanged reports whether the members to withhold, by the reports
+// at now, differ from the replicated ones.
+func (n *Node) withheldChanged(now time.Time) bool {
+	s := n.fsm.State()
+	return !slices.Equal(n.demand.withheld(memberIDs(s), now, staleReports*n.reportEvery()), s.Withheld())
+}
+
+func memberIDs(s *fsm.State) []string {
+	var ids []string
+	for _, m := range s.Members() {
+		ids = append(ids, m.ID)
+	}
+	return ids
 }
 
 // allocate proposes the next leases from the demand reported recently. A
@@ -95,18 +168,16 @@ func (n *Node) allocate(now time.Time) {
 		return
 	}
 	state, ruleNames := n.fsm.State(), n.limitRules()
-	if len(ruleNames) == 0 && len(state.Leases()) == 0 {
+	if len(ruleNames) == 0 && len(state.Leases()) == 0 && len(state.Withheld()) == 0 {
 		return // nothing to lease, nothing left to expire
 	}
-	var members []string
-	for _, m := range state.Members() {
-		members = append(members, m.ID)
-	}
+	members, stale := memberIDs(state), staleReports*n.reportEvery()
 	p := fsm.LeaseProposal{
 		IssuedAt: now.UnixNano(),
 		TTL:      int64(n.cfg.LeaseTTL),
 		Skew:     int64(n.cfg.MaxClockSkew),
-		Extras:   allocateExtras(ruleNames, members, n.demand.fresh(now, staleReports*n.reportEvery())),
+		Extras:   allocateExtras(ruleNames, members, n.demand.fresh(now, stale)),
+		Withheld: n.demand.withheld(members, now, stale),
 	}
 	if _, err := n.apply(fsm.EncodeSetLeases(p)); err != nil {
 		n.logger.Warn("proposing leases failed", "err", err)
@@ -146,8 +217,9 @@ type demandTable struct {
 }
 
 type nodeDemand struct {
-	rates map[string]float64
-	at    time.Time
+	rates    map[string]float64
+	fallback bool
+	at       time.Time
 }
 
 // record folds one report into the node's running average.
@@ -165,7 +237,25 @@ func (d *demandTable) record(r admin.DemandReport, now time.Time) {
 		}
 		rates[rule] = rate
 	}
-	d.byNode[r.NodeID] = nodeDemand{rates: rates, at: now}
+	d.byNode[r.NodeID] = nodeDemand{rates: rates, fallback: r.Fallback, at: now}
+}
+
+// withheld returns, sorted, the members whose shares the others must keep
+// out of Redis: those that last reported fallback mode, or have not
+// reported within staleAfter (they may be cut off from Redis and from the
+// leader at once).
+func (d *demandTable) withheld(members []string, now time.Time, staleAfter time.Duration) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for _, id := range members {
+		nd, ok := d.byNode[id]
+		if !ok || nd.fallback || now.Sub(nd.at) > staleAfter {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // fresh returns node → rule → rate for the nodes that reported within

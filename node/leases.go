@@ -79,6 +79,20 @@ func (n *Node) Share(rule string) float64 {
 	return share
 }
 
+// Withheld is the part of rule that other nodes may be admitting on their
+// own right now, in fallback mode: the floor plus reserved extra of every
+// member the leader withholds (fsm.State.WithheldShare). In global mode
+// this node draws only rate·(1 − Withheld) from Redis, so that the others'
+// fallback admissions and the Redis bucket together stay within the rate.
+// It is what GlobalConfig.Withheld should call; it never waits on raft.
+func (n *Node) Withheld(rule string) float64 {
+	s := n.fsm.State()
+	if len(s.Withheld()) == 0 {
+		return 0
+	}
+	return s.WithheldShare(rule, n.cfg.ID, fsm.FloorShare(s.MemberCount()), time.Now().UnixNano(), int64(n.cfg.MaxClockSkew))
+}
+
 // share returns this node's share of rule at now and how long its extra
 // has left (0 when it has none).
 func (n *Node) share(rule string, now time.Time) (float64, time.Duration) {
@@ -122,6 +136,12 @@ func (n *Node) Leases(context.Context) (admin.Leases, error) {
 		}
 		share, left := n.share(rule, now)
 		byNode[n.cfg.ID] = admin.Lease{Share: share, ExpiresInMs: ceilMs(int64(left))}
+		for _, id := range s.Withheld() {
+			if l, ok := byNode[id]; ok {
+				l.Withheld = true
+				byNode[id] = l
+			}
+		}
 		out[rule] = byNode
 	}
 	return out, nil

@@ -38,6 +38,7 @@ type Node struct {
 
 	own         atomic.Pointer[ownLeases] // this node's usable leases
 	demand      demandTable               // leader: what each node reported
+	reallocate  chan struct{}             // leader: the withheld set changed
 	ruleNames   ruleNamesCache
 	leaderSince atomic.Int64 // Unix ns when this node last became leader
 
@@ -77,6 +78,9 @@ func New(cfg Config) (*Node, error) {
 		cfg:    cfg,
 		logger: cfg.Logger.With("component", "node"),
 		leader: transport.NewLeaderClient(cfg.AdminToken, forwardTimeout),
+		// Holds one pending signal: the allocation it triggers reads the
+		// latest reports, so signals arriving meanwhile add nothing.
+		reallocate: make(chan struct{}, 1),
 	}
 	n.fsm = fsm.New(cfg.OnRules, fsm.WithLeasesHook(n.leasesApplied))
 	n.own.Store(&ownLeases{})

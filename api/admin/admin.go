@@ -59,21 +59,28 @@ type RulesDoc struct {
 
 // Lease is one node's share of one rule (GET /v1/leases): its floor plus
 // its leased extra, and how long the extra has left (0 when the node has no
-// valid lease and uses its floor only).
+// valid lease and uses its floor only). Withheld means the leader presumes
+// the node may be deciding in fallback mode (it said so, or has not been
+// heard from lately), so the other nodes keep its share out of the rate
+// they draw from Redis.
 type Lease struct {
 	Share       float64 `json:"share"`
 	ExpiresInMs int64   `json:"expires_in_ms"`
+	Withheld    bool    `json:"withheld,omitempty"`
 }
 
 // Leases is the body of GET /v1/leases: rule → node id → lease.
 type Leases map[string]map[string]Lease
 
 // DemandReport is the body of POST /v1/internal/demand, which every node
-// sends the leader a few times per lease period: the decisions per second it
-// saw for each rule. The leader sizes the leases from them.
+// sends the leader a few times per lease period, and at once when it enters
+// or leaves fallback mode: the decisions per second it saw for each rule,
+// and whether it decides in fallback. The leader sizes the leases from the
+// rates and withholds the shares of nodes in fallback from the others.
 type DemandReport struct {
-	NodeID string             `json:"node_id"`
-	Rates  map[string]float64 `json:"rates"`
+	NodeID   string             `json:"node_id"`
+	Rates    map[string]float64 `json:"rates"`
+	Fallback bool               `json:"fallback,omitempty"`
 }
 
 // DemandReceiver is the leader's end of demand reports. Nodes implement it

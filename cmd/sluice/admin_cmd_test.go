@@ -42,7 +42,7 @@ func (f *fakeCluster) start(t *testing.T) string {
 		}})
 	})
 	r.GET("/v1/leases", func(c *gin.Context) {
-		c.JSON(200, admin.Leases{"per-ip": {"n1": {Share: 0.7833, ExpiresInMs: 8400}, "n2": {Share: 0.05}}})
+		c.JSON(200, admin.Leases{"per-ip": {"n1": {Share: 0.7833, ExpiresInMs: 8400}, "n2": {Share: 0.05, Withheld: true}}})
 	})
 	r.DELETE("/v1/cluster/nodes/:id", func(c *gin.Context) {
 		if c.Param("id") == "ghost" {
@@ -89,7 +89,7 @@ func TestClusterStatusCommand(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	for _, want := range []string{"leader: n1", "term:   7", "n2", "follower", "127.0.0.1:8001", "(none)",
-		"per-ip  n1    0.783  8.4s", "per-ip  n2    0.050  (floor only)"} {
+		"per-ip  n1    0.783  8.4s", "per-ip  n2    0.050  (floor only)  withheld"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status output lacks %q:\n%s", want, out)
 		}

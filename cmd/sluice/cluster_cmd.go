@@ -108,7 +108,9 @@ func runCluster(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-// printLeases prints each rule's shares, one line per node.
+// printLeases prints each rule's shares, one line per node; "withheld"
+// marks a node the others keep out of their Redis rate (it may be in
+// fallback).
 func printLeases(w io.Writer, leases admin.Leases) {
 	fmt.Fprintln(w, "\nleases:")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -119,6 +121,9 @@ func printLeases(w io.Writer, leases admin.Leases) {
 			expires := "(floor only)"
 			if l.ExpiresInMs > 0 {
 				expires = (time.Duration(l.ExpiresInMs) * time.Millisecond).String()
+			}
+			if l.Withheld {
+				expires += "\twithheld"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%.3f\t%s\n", rule, id, l.Share, expires)
 		}

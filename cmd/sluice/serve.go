@@ -114,6 +114,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 			RedisTimeout: f.redisTimeout,
 			Nodes:        func() int { return max(n.Stats().Peers, 1) },
 			Share:        func(rule string) float64 { return n.Share(rule) },
+			Withheld:     func(rule string) float64 { return n.Withheld(rule) },
 			Metrics:      node.NewRedisMetrics(reg),
 		}))
 	} else {
@@ -149,6 +150,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 		LeaseTTL:       f.leaseTTL,
 		MaxClockSkew:   f.maxClockSkew,
 		Demand:         engine.Demand,
+		Fallback:       engine.InFallback,
 		OnRules: func(version uint64, doc []byte) {
 			set, err := rules.Parse(doc)
 			if err != nil {
