@@ -28,10 +28,14 @@ type Outcome struct {
 // LoadConfig describes a load run.
 type LoadConfig struct {
 	// Nodes are the targets; worker i always sends to Nodes[i % len(Nodes)],
-	// so every node sees the same demand.
+	// so every node sees the same demand (list a node several times to give
+	// it more).
 	Nodes []*Proc
 	// Workers is how many requests are in flight at once (default 2 per node).
 	Workers int
+	// Every paces each worker to at most one request per Every (an open
+	// loop when requests are faster than that); zero sends back to back.
+	Every time.Duration
 	// Body is the POST /v1/check body every request sends.
 	Body string
 	// Key names the bucket Body lands in; admits are recorded under it.
@@ -102,7 +106,20 @@ func (l *Load) work(ctx context.Context, p *Proc) {
 	var answer struct {
 		Mode string `json:"mode"`
 	}
+	var pace <-chan time.Time
+	if l.cfg.Every > 0 {
+		tick := time.NewTicker(l.cfg.Every)
+		defer tick.Stop()
+		pace = tick.C
+	}
 	for ctx.Err() == nil {
+		if pace != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-pace:
+			}
+		}
 		o := Outcome{Node: p.ID, Sent: l.cfg.Recorder.Now()}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
