@@ -1,6 +1,7 @@
 // Package loadgen is the engine of `sluice bench`: it drives a node's check
 // API open-loop (a fixed schedule, latency measured from when each call was
-// due, so a slow server cannot hide its queueing) or closed-loop (a fixed
+// released, so a slow server cannot hide its queueing, and the scheduler's
+// own lateness reported apart) or closed-loop (a fixed
 // number of callers), records every decision, and reports totals, latency
 // percentiles from an HDR histogram, a per-second series, and whether what
 // the cluster admitted stayed inside the SPEC §4 envelope of the configured

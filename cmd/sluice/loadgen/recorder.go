@@ -59,6 +59,7 @@ type recorder struct {
 	calls    int64
 	total    Counts
 	latency  *hdrhistogram.Histogram
+	sched    *hdrhistogram.Histogram // open loop: release minus ideal time
 	seconds  []*second
 	admitted map[bucket]int64
 	rules    map[string]*ruleTally
@@ -70,6 +71,7 @@ func newRecorder(start time.Time) *recorder {
 	return &recorder{
 		start:    start,
 		latency:  hdrhistogram.New(minLatencyMicros, maxLatencyMicros, 3),
+		sched:    hdrhistogram.New(minLatencyMicros, maxLatencyMicros, 3),
 		admitted: map[bucket]int64{},
 		rules:    map[string]*ruleTally{},
 		modes:    map[check.Mode]int64{},
@@ -109,6 +111,14 @@ func (r *recorder) record(dueAt, doneAt time.Time, n int, decisions []check.Deci
 		r.modes[decisions[i].Mode]++
 		r.tallyRules(&decisions[i])
 	}
+}
+
+// lag files how late the open-loop scheduler released one call.
+func (r *recorder) lag(d time.Duration) {
+	micros := min(max(d.Microseconds(), minLatencyMicros), maxLatencyMicros)
+	r.mu.Lock()
+	_ = r.sched.RecordValue(micros)
+	r.mu.Unlock()
 }
 
 func (r *recorder) secondAt(t time.Time) *second {

@@ -76,6 +76,9 @@ func TestClosedLoopCountsEveryCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if rep.ScheduleLagMs != nil {
+		t.Errorf("closed loop reports a schedule lag %+v; it has no schedule", rep.ScheduleLagMs)
+	}
 	if rep.Calls != f.calls.Load() || rep.Sent != 4*rep.Calls {
 		t.Fatalf("report: %d calls, %d sent; node saw %d calls", rep.Calls, rep.Sent, f.calls.Load())
 	}
@@ -145,6 +148,11 @@ func TestOpenLoopMeasuresFromTheSchedule(t *testing.T) {
 	// One caller at 20ms a call needs ~0.6s for them: the last waited ~0.3s.
 	if rep.LatencyMs.Max < 200 || rep.LatencyMs.P50 < 60 {
 		t.Errorf("latency p50 %.1fms max %.1fms: queueing behind the schedule is not counted", rep.LatencyMs.P50, rep.LatencyMs.Max)
+	}
+	// The scheduler itself released every call on time (to its ~1ms tick):
+	// the lag it reports apart is not the queueing above.
+	if rep.ScheduleLagMs == nil || rep.ScheduleLagMs.Max > 100 {
+		t.Errorf("schedule lag %+v; want it reported, and far below the queueing", rep.ScheduleLagMs)
 	}
 }
 
