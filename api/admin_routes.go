@@ -50,6 +50,9 @@ func adminGuard(token string) gin.HandlerFunc {
 			writeError(c, fmt.Errorf("%w: without --admin-token the admin API accepts loopback clients only", admin.ErrUnauthorized))
 			return
 		}
+		if c.GetHeader(admin.ForwardedHeader) != "" {
+			c.Request = c.Request.WithContext(admin.WithForwarded(c.Request.Context()))
+		}
 		c.Next()
 	}
 }

@@ -91,7 +91,7 @@ func (n *Node) SetRules(ctx context.Context, doc []byte) (uint64, error) {
 		return 0, fmt.Errorf("%w: %w", admin.ErrInvalid, err)
 	}
 	var version uint64
-	err := n.onLeader(
+	err := n.onLeader(ctx,
 		func() error {
 			resp, err := n.apply(fsm.EncodeSetRules(doc))
 			if err == nil {
@@ -99,7 +99,7 @@ func (n *Node) SetRules(ctx context.Context, doc []byte) (uint64, error) {
 			}
 			return err
 		},
-		func(leader string) (err error) {
+		func(ctx context.Context, leader string) (err error) {
 			version, err = n.leader.SetRules(ctx, leader, doc)
 			return err
 		})

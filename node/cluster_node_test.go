@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -482,4 +483,37 @@ func TestLeaderRecordsItsNewRaftAddress(t *testing.T) {
 		return st.Nodes[0].RaftAddr == string(m.node.raftAddr) && rec.RaftAddr == string(m.node.raftAddr)
 	})
 	c.waitRules(c.setRules(m, 8), time.Second)
+}
+
+// A call forwarded once is not forwarded again: a follower that receives a
+// forwarded write (leadership moved while it travelled) refuses it with
+// 503 rather than bouncing it on, and nothing changes.
+func TestForwardedCallIsNotForwardedAgain(t *testing.T) {
+	c := startCluster(t, 3)
+	c.waitRules(1, time.Second)
+	f := c.follower()
+	put := func(forwarded bool, rate int) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPut, f.http.URL+"/v1/rules", strings.NewReader(string(rulesDoc(rate))))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		if forwarded {
+			req.Header.Set(admin.ForwardedHeader, "1")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := put(true, 55); code != http.StatusServiceUnavailable || !strings.Contains(body, "no longer leads") {
+		t.Fatalf("forwarded PUT on follower %s: %d %s, want 503 naming the reason", f.id, code, body)
+	}
+	if doc, _ := c.leader().node.Rules(bg()); doc.Version != 1 {
+		t.Fatalf("the refused call changed the rules: version %d", doc.Version)
+	}
+	if code, body := put(false, 56); code != http.StatusOK {
+		t.Fatalf("PUT on follower %s: %d %s, want it forwarded to the leader", f.id, code, body)
+	}
 }

@@ -20,9 +20,9 @@ func (n *Node) Join(ctx context.Context, req admin.JoinRequest) error {
 	if err := validateJoin(req); err != nil {
 		return err
 	}
-	return n.onLeader(
+	return n.onLeader(ctx,
 		func() error { return n.joinLocal(req) },
-		func(leader string) error { return n.leader.Join(ctx, leader, req) })
+		func(ctx context.Context, leader string) error { return n.leader.Join(ctx, leader, req) })
 }
 
 // RemoveNode removes a member from raft and from the member list.
@@ -30,9 +30,9 @@ func (n *Node) RemoveNode(ctx context.Context, id string) error {
 	if id == "" {
 		return fmt.Errorf("%w: node id is required", admin.ErrInvalid)
 	}
-	return n.onLeader(
+	return n.onLeader(ctx,
 		func() error { return n.removeLocal(id) },
-		func(leader string) error { return n.leader.RemoveNode(ctx, leader, id) })
+		func(ctx context.Context, leader string) error { return n.leader.RemoveNode(ctx, leader, id) })
 }
 
 func validateJoin(req admin.JoinRequest) error {
@@ -49,19 +49,25 @@ func validateJoin(req admin.JoinRequest) error {
 }
 
 // onLeader runs local when this node leads, else forward with the leader's
-// HTTP address.
-func (n *Node) onLeader(local func() error, forward func(leaderHTTP string) error) error {
+// HTTP address and a context marked as forwarded (admin.ForwardedHeader). A
+// call that reached this node forwarded already is not forwarded again: it
+// fails with admin.ErrNoLeader, and the caller retries once the election
+// has settled.
+func (n *Node) onLeader(ctx context.Context, local func() error, forward func(ctx context.Context, leaderHTTP string) error) error {
 	if n.closed.Load() {
 		return fmt.Errorf("%w: node is shutting down", admin.ErrUnavailable)
 	}
 	if n.IsLeader() {
 		return local()
 	}
+	if admin.IsForwarded(ctx) {
+		return fmt.Errorf("%w: the call was forwarded here, but this node no longer leads", admin.ErrNoLeader)
+	}
 	leader := n.LeaderHTTPAddr()
 	if leader == "" {
 		return admin.ErrNoLeader
 	}
-	return forward(leader)
+	return forward(admin.WithForwarded(ctx), leader)
 }
 
 func (n *Node) joinLocal(req admin.JoinRequest) error {

@@ -129,7 +129,7 @@ func (m *demandMeter) read(counts func() map[string]float64, now time.Time) map[
 // passes it on to the leader (admin.DemandReceiver). A report that changes
 // which nodes are to be withheld makes the leader propose leases at once.
 func (n *Node) ReportDemand(ctx context.Context, r admin.DemandReport) error {
-	return n.onLeader(
+	return n.onLeader(ctx,
 		func() error {
 			now := time.Now()
 			n.demand.record(r, now)
@@ -141,7 +141,7 @@ func (n *Node) ReportDemand(ctx context.Context, r admin.DemandReport) error {
 			}
 			return nil
 		},
-		func(leader string) error { return n.leader.ReportDemand(ctx, leader, r) })
+		func(ctx context.Context, leader string) error { return n.leader.ReportDemand(ctx, leader, r) })
 }
 
 // withheldChanged reports whether the members to withhold, by the reports

@@ -93,6 +93,9 @@ func (c *LeaderClient) do(ctx context.Context, method, target, path string, body
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	if admin.IsForwarded(ctx) {
+		req.Header.Set(admin.ForwardedHeader, "1")
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("%w: %s %s: %v", admin.ErrUnavailable, method, target, err)

@@ -103,3 +103,22 @@ type Admin interface {
 	// Leases returns every node's share of every rule as this node sees it.
 	Leases(ctx context.Context) (Leases, error)
 }
+
+// ForwardedHeader marks an admin call one node forwarded to the node it
+// took for the leader. A node that receives such a call but does not lead
+// (leadership moved meanwhile) answers ErrNoLeader rather than forwarding it
+// again, so during an election a call cannot bounce between nodes.
+const ForwardedHeader = "X-Sluice-Forwarded"
+
+type forwardedKey struct{}
+
+// WithForwarded marks ctx as carrying a call that was already forwarded once.
+func WithForwarded(ctx context.Context) context.Context {
+	return context.WithValue(ctx, forwardedKey{}, true)
+}
+
+// IsForwarded reports whether ctx carries a call that was forwarded once.
+func IsForwarded(ctx context.Context) bool {
+	v, _ := ctx.Value(forwardedKey{}).(bool)
+	return v
+}
