@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/api/admin"
-	"github.com/sluicehq/sluice/fsm/rules"
 )
 
 // LeaderClient makes the admin calls a follower forwards to the leader (or
@@ -106,7 +104,7 @@ func (c *LeaderClient) do(ctx context.Context, method, target, path string, body
 		return fmt.Errorf("%w: read answer from %s: %v", admin.ErrUnavailable, target, err)
 	}
 	if resp.StatusCode >= 300 {
-		return errorFromResponse(resp.StatusCode, data)
+		return admin.DecodeError(resp.StatusCode, data)
 	}
 	if out == nil {
 		return nil
@@ -115,61 +113,4 @@ func (c *LeaderClient) do(ctx context.Context, method, target, path string, body
 		return fmt.Errorf("decode answer from %s: %w", target, err)
 	}
 	return nil
-}
-
-// errorBody is the error answer of the admin API (written by api/errors.go).
-type errorBody struct {
-	Error  string `json:"error"`
-	Fields []struct {
-		Field string `json:"field"`
-		Error string `json:"error"`
-	} `json:"fields"`
-}
-
-// remoteError is an error answer from another node: its message as that
-// node wrote it, unwrapping to the admin sentinel for its status (and to a
-// *rules.ValidationError when the answer listed invalid fields).
-type remoteError struct {
-	msg    string
-	causes []error
-}
-
-func (e *remoteError) Error() string   { return e.msg }
-func (e *remoteError) Unwrap() []error { return e.causes }
-
-// errorFromResponse maps an admin API error answer back to the sentinel
-// errors of package admin, keeping the remote message.
-func errorFromResponse(status int, body []byte) error {
-	var eb errorBody
-	if json.Unmarshal(body, &eb) != nil || eb.Error == "" {
-		eb.Error = strings.TrimSpace(string(body))
-		if eb.Error == "" {
-			eb.Error = http.StatusText(status)
-		}
-	}
-	e := &remoteError{msg: eb.Error}
-	switch status {
-	case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
-		e.causes = append(e.causes, admin.ErrInvalid)
-		if len(eb.Fields) > 0 {
-			ve := &rules.ValidationError{}
-			for _, f := range eb.Fields {
-				ve.Errors = append(ve.Errors, rules.FieldError{Path: f.Field, Msg: f.Error})
-			}
-			e.causes = append(e.causes, ve)
-		}
-	case http.StatusUnauthorized:
-		e.causes = append(e.causes, admin.ErrUnauthorized)
-	case http.StatusNotFound:
-		e.causes = append(e.causes, admin.ErrUnknownNode)
-	case http.StatusServiceUnavailable:
-		if strings.Contains(eb.Error, admin.ErrNoLeader.Error()) {
-			e.causes = append(e.causes, admin.ErrNoLeader)
-		} else {
-			e.causes = append(e.causes, admin.ErrUnavailable)
-		}
-	default:
-		e.causes = append(e.causes, errors.New(http.StatusText(status)))
-	}
-	return e
 }

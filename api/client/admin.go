@@ -8,46 +8,15 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/sluicehq/sluice/api/admin"
-	"github.com/sluicehq/sluice/fsm/rules"
 )
 
-// AdminError is an admin call the node refused. It unwraps to the admin
-// sentinel for its status (errors.Is(err, admin.ErrNoLeader) and so on) and,
-// when the node listed invalid fields, to a *rules.ValidationError.
-type AdminError struct {
-	Status int
-	// Msg is the node's error message.
-	Msg string
-	// Fields lists the invalid fields the node named, if any.
-	Fields []rules.FieldError
-}
-
-func (e *AdminError) Error() string { return e.Msg }
-
-func (e *AdminError) Unwrap() []error {
-	var causes []error
-	switch e.Status {
-	case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
-		causes = append(causes, admin.ErrInvalid)
-	case http.StatusUnauthorized:
-		causes = append(causes, admin.ErrUnauthorized)
-	case http.StatusNotFound:
-		causes = append(causes, admin.ErrUnknownNode)
-	case http.StatusServiceUnavailable:
-		if strings.Contains(e.Msg, admin.ErrNoLeader.Error()) {
-			causes = append(causes, admin.ErrNoLeader)
-		} else {
-			causes = append(causes, admin.ErrUnavailable)
-		}
-	}
-	if len(e.Fields) > 0 {
-		causes = append(causes, &rules.ValidationError{Errors: e.Fields})
-	}
-	return causes
-}
+// AdminError is an admin call the node refused (see admin.RemoteError): it
+// unwraps to the admin sentinel for its status (errors.Is(err,
+// admin.ErrNoLeader) and so on) and, when the node listed invalid fields, to
+// a *rules.ValidationError.
+type AdminError = admin.RemoteError
 
 // ClusterStatus returns the members, leader and term (GET /v1/cluster).
 func (c *Client) ClusterStatus(ctx context.Context) (admin.ClusterStatus, error) {
@@ -122,7 +91,7 @@ func (c *Client) adminCall(ctx context.Context, method, path string, body []byte
 		return fmt.Errorf("sluice: read %s answer: %w", path, err)
 	}
 	if resp.StatusCode >= 300 {
-		return adminError(resp.StatusCode, raw)
+		return admin.DecodeError(resp.StatusCode, raw)
 	}
 	if out == nil {
 		return nil
@@ -131,28 +100,4 @@ func (c *Client) adminCall(ctx context.Context, method, path string, body []byte
 		return fmt.Errorf("sluice: decode %s answer: %w", path, err)
 	}
 	return nil
-}
-
-// adminError decodes the node's {"error", "fields"} answer.
-func adminError(status int, raw []byte) *AdminError {
-	e := &AdminError{Status: status}
-	var body struct {
-		Error  string `json:"error"`
-		Fields []struct {
-			Field string `json:"field"`
-			Error string `json:"error"`
-		} `json:"fields"`
-	}
-	if json.Unmarshal(raw, &body) == nil && body.Error != "" {
-		e.Msg = body.Error
-		for _, f := range body.Fields {
-			e.Fields = append(e.Fields, rules.FieldError{Path: f.Field, Msg: f.Error})
-		}
-		return e
-	}
-	e.Msg = strings.ToValidUTF8(strings.TrimSpace(string(raw[:min(len(raw), 200)])), "")
-	if e.Msg == "" {
-		e.Msg = fmt.Sprintf("%d %s", status, http.StatusText(status))
-	}
-	return e
 }

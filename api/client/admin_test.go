@@ -111,6 +111,7 @@ func TestAdminErrorsMapToSentinels(t *testing.T) {
 		want error
 	}{
 		{fmt.Errorf("%w: ghost", admin.ErrUnknownNode), admin.ErrUnknownNode},
+		{fmt.Errorf("%w: ghost", admin.ErrUnknownRule), admin.ErrUnknownRule},
 		{admin.ErrNoLeader, admin.ErrNoLeader},
 		{fmt.Errorf("%w: closing", admin.ErrUnavailable), admin.ErrUnavailable},
 		{fmt.Errorf("%w: node_id is required", admin.ErrInvalid), admin.ErrInvalid},
