@@ -84,13 +84,30 @@ func (n *Node) Share(rule string) float64 {
 // member the leader withholds (fsm.State.WithheldShare). In global mode
 // this node draws only rate·(1 − Withheld) from Redis, so that the others'
 // fallback admissions and the Redis bucket together stay within the rate.
-// It is what GlobalConfig.Withheld should call; it never waits on raft.
+// A node whose view may be stale (viewStale) cannot know who is withheld
+// now and assumes everyone else may be: it draws only its own share. It is
+// what GlobalConfig.Withheld should call; it never waits on raft.
 func (n *Node) Withheld(rule string) float64 {
+	if n.viewStale() {
+		return 1 - n.Share(rule)
+	}
 	s := n.fsm.State()
 	if len(s.Withheld()) == 0 {
 		return 0
 	}
 	return s.WithheldShare(rule, n.cfg.ID, fsm.FloorShare(s.MemberCount()), time.Now().UnixNano(), int64(n.cfg.MaxClockSkew))
+}
+
+// viewStale reports whether this node may have missed a change of the
+// withheld set: it does not lead and has not heard from a leader for as
+// long as the leader takes to withhold a silent node. A node cut off from
+// the raft majority but not from Redis could otherwise keep drawing the
+// whole rate while another node, cut off from Redis, admits its share.
+func (n *Node) viewStale() bool {
+	if n.IsLeader() {
+		return false
+	}
+	return time.Since(n.raft.LastContact()) > staleReports*n.reportEvery()
 }
 
 // share returns this node's share of rule at now and how long its extra

@@ -171,3 +171,32 @@ func TestDemandTableWithheld(t *testing.T) {
 		t.Fatalf("withheld = %v, want %v (b in fallback, c stale, d never reported)", got, want)
 	}
 }
+
+// A node that has lost its leader cannot know which nodes are withheld now:
+// once it has been out of contact for as long as the leader takes to
+// withhold a silent node, it withholds everything but its own share.
+func TestNodeWithoutLeaderWithholdsAllButItsShare(t *testing.T) {
+	c := leaseCluster(t, 3, map[string]func() map[string]float64{
+		"n1": steadyDemand(10), "n2": steadyDemand(10), "n3": steadyDemand(10),
+	})
+	leader := c.leader()
+	var alone *member
+	for _, m := range c.members {
+		if m != leader {
+			alone = m
+		}
+	}
+	c.waitFor("a lease on "+alone.id, 10*testLeaseTTL, func() bool { return alone.node.Share("per-ip") > fsm.FloorShare(3) })
+	if w := alone.node.Withheld("per-ip"); w != 0 {
+		t.Fatalf("%s withholds %v while in contact with its leader", alone.id, w)
+	}
+	for _, m := range c.members {
+		if m != alone {
+			c.stop(m)
+		}
+	}
+	c.waitFor(alone.id+" to withhold all but its own share", 10*testLeaseTTL, func() bool {
+		w, share := alone.node.Withheld("per-ip"), alone.node.Share("per-ip")
+		return math.Abs(w+share-1) < 1e-9
+	})
+}
