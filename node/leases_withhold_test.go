@@ -117,15 +117,17 @@ func TestSilentNodeIsWithheld(t *testing.T) {
 	if w := other.node.Withheld("per-ip"); w != 0 {
 		t.Fatalf("%s withholds %v while every node reports", other.id, w)
 	}
-	reserved := leader.node.fsm.State().Leases()["per-ip"][silent.id].Reserved(time.Now().UnixNano(), int64(testLeaseSkew))
 	addr := string(silent.node.raftAddr)
 	c.stop(silent)
 	stopped := time.Now()
 	floor := fsm.FloorShare(3)
 	c.waitFor(silent.id+" withheld", 10*testLeaseTTL, func() bool { return other.node.Withheld("per-ip") > 0 })
 	t.Logf("%s withheld by %s %v after it stopped", silent.id, other.id, time.Since(stopped).Round(time.Millisecond))
-	if w := other.node.Withheld("per-ip"); w < floor-1e-9 || w > floor+reserved+1e-9 {
-		t.Fatalf("%s withholds %v, want %s's floor %v plus what is left of its extra %v", other.id, w, silent.id, floor, reserved)
+	// Read the extra after the withheld share: reservations only shrink.
+	w := other.node.Withheld("per-ip")
+	left := other.node.fsm.State().Leases()["per-ip"][silent.id].Reserved(time.Now().UnixNano(), int64(testLeaseSkew))
+	if w < floor+left-1e-9 {
+		t.Fatalf("%s withholds %v, want at least %s's floor %v plus what is left of its extra %v", other.id, w, silent.id, floor, left)
 	}
 	if l := getLeases(t, other)["per-ip"]; !l[silent.id].Withheld || l[other.id].Withheld {
 		t.Fatalf("GET /v1/leases on %s = %+v, want only %s marked withheld", other.id, l, silent.id)
