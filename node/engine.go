@@ -128,7 +128,7 @@ func (e *Engine) DecideInto(ctx context.Context, req *check.Request, d *check.De
 	if rs.version == 0 {
 		return ErrNoRules
 	}
-	return e.decideAt(ctx, rs, req, d, e.now())
+	return e.decideAt(ctx, rs, req, d, e.now(), nil)
 }
 
 // DecideBatch decides reqs[i] into out[i] (len(out) >= len(reqs)) on one
@@ -142,16 +142,19 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []check.Request, out []ch
 		return ErrNoRules
 	}
 	now := e.now()
+	bm := batchMetrics{m: e.metrics}
+	defer bm.done(e.now, now)
 	for i := range reqs {
-		if err := e.decideAt(ctx, rs, &reqs[i], &out[i], now); err != nil {
+		if err := e.decideAt(ctx, rs, &reqs[i], &out[i], now, &bm); err != nil {
 			return check.InBatch(err, i)
 		}
 	}
 	return nil
 }
 
-// decideAt decides req at monotonic time now on rules snapshot rs.
-func (e *Engine) decideAt(ctx context.Context, rs *ruleSet, req *check.Request, d *check.Decision, now int64) error {
+// decideAt decides req at monotonic time now on rules snapshot rs, counting
+// it in batch when it is part of one (else on its own).
+func (e *Engine) decideAt(ctx context.Context, rs *ruleSet, req *check.Request, d *check.Decision, now int64, batch *batchMetrics) error {
 	cost := req.EffectiveCost()
 	if cost < 1 {
 		return &check.FieldError{Field: "cost", Msg: "must be an integer >= 1"}
@@ -164,7 +167,11 @@ func (e *Engine) decideAt(ctx context.Context, rs *ruleSet, req *check.Request, 
 		e.refund(rs, applicable, modes, req.Attributes, d.Results, cost, now)
 	}
 	summarize(d)
-	e.metrics.observe(rs, applicable, d, e.now, now)
+	if batch != nil {
+		batch.observe(rs, applicable, d)
+	} else {
+		e.metrics.observe(rs, applicable, d, e.now, now)
+	}
 	return nil
 }
 

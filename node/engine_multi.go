@@ -31,6 +31,8 @@ func (e *Engine) DecideAll(ctx context.Context, reqs []check.Request, out []chec
 	if rs.version == 0 {
 		return false, ErrNoRules
 	}
+	bm := batchMetrics{m: e.metrics}
+	defer bm.done(e.now, now)
 	applicable := make([][]int, len(reqs))
 	modes := make([][]check.Mode, len(reqs))
 	allowed = true
@@ -45,7 +47,7 @@ func (e *Engine) DecideAll(ctx context.Context, reqs []check.Request, out []chec
 			e.refund(rs, applicable[i], modes[i], reqs[i].Attributes, out[i].Results, reqs[i].EffectiveCost(), now)
 		}
 		summarize(&out[i])
-		e.metrics.observe(rs, applicable[i], &out[i], e.now, now)
+		bm.observe(rs, applicable[i], &out[i])
 	}
 	return allowed, nil
 }
