@@ -55,3 +55,32 @@ func BenchmarkBatchHandler(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/decision")
 }
+
+// BenchmarkCheckHandler measures one single check through the gin handler
+// (routing, metrics middleware, decode, decide, encode, headers) without the
+// network: what Sluice itself adds to each HTTP request.
+func BenchmarkCheckHandler(b *testing.B) {
+	set, err := rules.Parse([]byte(`{"rules": [
+    {"name": "per-ip", "match": {"route": "/api/*"}, "key": ["ip"], "limit": {"rate": 1000000, "per": "1s", "burst": 1000000}}]}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	e := node.NewEngine(node.WithMetrics(node.NewEngineMetrics(reg)))
+	e.SetRules(1, set)
+	srv, err := api.NewServer(api.Config{Engine: e, Registry: reg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := srv.Handler()
+	data := []byte(`{"attributes":{"ip":"10.0.0.1","route":"/api/orders","method":"GET"}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest("POST", "/v1/check", bytes.NewReader(data))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			b.Fatal(w.Code)
+		}
+	}
+}
