@@ -20,7 +20,7 @@ test: lint
 
 ## bench: Go benchmarks + `sluice bench` against a local 3-node cluster with Redis (see docs/PERFORMANCE.md)
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem -cpu 1,2 ./buckets/ ./api/check/ ./node/
+	$(GO) test -run '^$$' -bench . -benchmem -cpu 1,2 ./buckets/ ./api/ ./api/check/ ./node/
 	./deploy/bench-local.sh
 
 ## lint: gofmt and go vet must be clean
