@@ -18,22 +18,11 @@ import (
 // handler (decode, decide, encode) without the network; ns/decision is the
 // CPU cost behind the batch API's decisions per second.
 func BenchmarkBatchHandler(b *testing.B) {
-	set, err := rules.Parse([]byte(`{"rules": [
+	h := benchHandler(b, `{"rules": [
     {"name": "ping", "match": {"route": "/ping"}, "key": ["ip"], "limit": {"rate": 5, "per": "1s", "burst": 10}},
     {"name": "per-ip", "match": {"route": "/api/*"}, "key": ["ip"], "limit": {"rate": 100, "per": "1s", "burst": 200}},
     {"name": "login", "match": {"route": "/login", "method": "POST"}, "key": ["ip"], "limit": {"rate": 5, "per": "1m"}},
-    {"name": "tenant", "key": ["tenant"], "limit": {"rate": 10000, "per": "1m"}, "shadow": true}]}`))
-	if err != nil {
-		b.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	e := node.NewEngine(node.WithMetrics(node.NewEngineMetrics(reg)))
-	e.SetRules(1, set)
-	srv, err := api.NewServer(api.Config{Engine: e, Registry: reg})
-	if err != nil {
-		b.Fatal(err)
-	}
-	h := srv.Handler()
+    {"name": "tenant", "key": ["tenant"], "limit": {"rate": 10000, "per": "1m"}, "shadow": true}]}`)
 	var body bytes.Buffer
 	body.WriteString(`{"requests":[`)
 	for i := 0; i < 1000; i++ {
@@ -60,19 +49,8 @@ func BenchmarkBatchHandler(b *testing.B) {
 // (routing, metrics middleware, decode, decide, encode, headers) without the
 // network: what Sluice itself adds to each HTTP request.
 func BenchmarkCheckHandler(b *testing.B) {
-	set, err := rules.Parse([]byte(`{"rules": [
-    {"name": "per-ip", "match": {"route": "/api/*"}, "key": ["ip"], "limit": {"rate": 1000000, "per": "1s", "burst": 1000000}}]}`))
-	if err != nil {
-		b.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	e := node.NewEngine(node.WithMetrics(node.NewEngineMetrics(reg)))
-	e.SetRules(1, set)
-	srv, err := api.NewServer(api.Config{Engine: e, Registry: reg})
-	if err != nil {
-		b.Fatal(err)
-	}
-	h := srv.Handler()
+	h := benchHandler(b, `{"rules": [
+    {"name": "per-ip", "match": {"route": "/api/*"}, "key": ["ip"], "limit": {"rate": 1000000, "per": "1s", "burst": 1000000}}]}`)
 	data := []byte(`{"attributes":{"ip":"10.0.0.1","route":"/api/orders","method":"GET"}}`)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -83,4 +61,21 @@ func BenchmarkCheckHandler(b *testing.B) {
 			b.Fatal(w.Code)
 		}
 	}
+}
+
+// benchHandler is the HTTP handler of a local-mode node with metrics and
+// the rules in doc, as `sluice serve` builds it.
+func benchHandler(b *testing.B, doc string) http.Handler {
+	set, err := rules.Parse([]byte(doc))
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	e := node.NewEngine(node.WithMetrics(node.NewEngineMetrics(reg)))
+	e.SetRules(1, set)
+	srv, err := api.NewServer(api.Config{Engine: e, Registry: reg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return srv.Handler()
 }

@@ -270,17 +270,10 @@ func (c *cluster) waitRules(version uint64, within time.Duration) {
 	})
 }
 
-// waitFor polls cond every 10ms and fails the test if it does not hold
-// within timeout.
+// waitFor polls cond and fails the test if it does not hold within timeout.
 func (c *cluster) waitFor(what string, timeout time.Duration, cond func() bool) {
 	c.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			c.t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(c.t, timeout, what, cond)
 }
 
 // testLogger sends warnings and errors to the test log, tagged with the node.

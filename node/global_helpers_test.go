@@ -116,6 +116,13 @@ func newGlobalEngine(t testing.TB, rdb redis.UniversalClient, o globalOpts, doc 
 		Metrics:      m,
 	}))
 	e.SetRules(1, mustRules(t, doc))
+	runEngine(t, e)
+	return &globalEngine{Engine: e, calls: calls, metrics: m}
+}
+
+// runEngine runs e's background work until the test ends, then closes e,
+// giving it 5 s to hand its slices back.
+func runEngine(t testing.TB, e *Engine) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { e.Run(ctx); close(done) }()
@@ -126,7 +133,6 @@ func newGlobalEngine(t testing.TB, rdb redis.UniversalClient, o globalOpts, doc 
 		defer stop()
 		e.Close(closeCtx)
 	})
-	return &globalEngine{Engine: e, calls: calls, metrics: m}
 }
 
 // entry returns the slice state of rule 0 for attrs.

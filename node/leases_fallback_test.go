@@ -55,10 +55,7 @@ func newLeasedEngine(t *testing.T, rdb redis.UniversalClient) *leasedEngine {
 		Metrics: NewRedisMetrics(e.registry),
 	}))
 	e.SetRules(1, mustRules(t, testRules))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { e.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; e.Close(context.Background()) })
+	runEngine(t, e.Engine)
 	return e
 }
 

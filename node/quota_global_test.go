@@ -43,14 +43,7 @@ func quotaGlobalEngine(t *testing.T, rdb redis.UniversalClient, nodes int, doc s
 	})}, opts...)
 	e := NewEngine(opts...)
 	e.SetRules(1, mustRules(t, doc))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { e.Run(ctx); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		e.Close(context.Background())
-	})
+	runEngine(t, e)
 	return e
 }
 

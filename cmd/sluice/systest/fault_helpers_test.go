@@ -52,6 +52,18 @@ func startFaultLoad(t *testing.T, nodes []*systest.Proc) (*systest.Load, *accura
 	return systest.StartLoad(t, systest.LoadConfig{Nodes: nodes, Body: faultBody, Key: faultKey, Recorder: rec}), rec
 }
 
+// startSteadyLoad drives the tenant's bucket from every node of c and
+// returns once every node decides in global mode from a leased share, and
+// the load has run a second more: the steady state each fault starts from.
+func startSteadyLoad(t *testing.T, c *systest.Cluster) (*systest.Load, *accuracy.Recorder) {
+	t.Helper()
+	load, rec := startFaultLoad(t, c.Nodes)
+	waitMode(t, load, rec, c.Nodes, "global", 0, 10*time.Second)
+	waitLeases(t, c)
+	hold(time.Second)
+	return load, rec
+}
+
 // waitMode waits until every node in nodes has answered in mode after since.
 func waitMode(t *testing.T, load *systest.Load, rec *accuracy.Recorder, nodes []*systest.Proc, mode string, since time.Duration, within time.Duration) {
 	t.Helper()

@@ -37,10 +37,7 @@ func TestPartitionsUnderLoad(t *testing.T) {
 		}
 	}
 	cut, redisLink := c.Nodes[cutIdx], redisLinks[cutIdx]
-	load, rec := startFaultLoad(t, c.Nodes)
-	waitMode(t, load, rec, c.Nodes, "global", 0, 10*time.Second)
-	waitLeases(t, c)
-	hold(time.Second)
+	load, rec := startSteadyLoad(t, c)
 
 	type phase struct {
 		name     string

@@ -22,10 +22,7 @@ func TestRedisStoppedUnderLoad(t *testing.T) {
 	redis := redistest.StartServer(t)
 	opts := systest.Options{Rules: faultRules, Redis: redis.Addr(), RedisMode: "single"}
 	c := systest.StartCluster(t, opts, opts, opts)
-	load, rec := startFaultLoad(t, c.Nodes)
-	waitMode(t, load, rec, c.Nodes, "global", 0, 10*time.Second)
-	waitLeases(t, c)
-	hold(time.Second)
+	load, rec := startSteadyLoad(t, c)
 
 	stoppedAt := rec.Now()
 	redis.Stop()

@@ -22,10 +22,7 @@ func TestRedisClusterMasterKilledUnderLoad(t *testing.T) {
 	rc := redistest.StartCluster(t)
 	opts := systest.Options{Rules: faultRules, Redis: strings.Join(rc.Addrs(), ","), RedisMode: "cluster"}
 	c := systest.StartCluster(t, opts, opts, opts)
-	load, rec := startFaultLoad(t, c.Nodes)
-	waitMode(t, load, rec, c.Nodes, "global", 0, 10*time.Second)
-	waitLeases(t, c)
-	hold(time.Second)
+	load, rec := startSteadyLoad(t, c)
 
 	master := rc.MasterFor(bucketKey(t, rc.Addrs()))
 	killedAt := rec.Now()
