@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin/sluice
 PKGS      := ./...
 
-.PHONY: all build run test test-short bench lint fuzz clean
+.PHONY: all build run test test-short bench lint hygiene fuzz clean
 
 all: build
 
@@ -23,11 +23,15 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1,2 ./buckets/ ./api/ ./api/check/ ./node/
 	./deploy/bench-local.sh
 
-## lint: gofmt and go vet must be clean
-lint:
+## lint: gofmt and go vet must be clean; no tracked binaries or files over 1 MB
+lint: hygiene
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
+
+## hygiene: fail if a tracked file is binary or over 1 MB
+hygiene:
+	./.ci/tracked-files
 
 ## fuzz: run each fuzz target for a minute
 fuzz:
