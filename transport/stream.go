@@ -1,11 +1,8 @@
 package transport
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -15,24 +12,12 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// handshakeMagic opens every raft connection, followed by a proof of the
-// token: HMAC-SHA256 keyed by the token over the magic. The proof never
-// reveals the token, and a stranger without it is dropped before raft reads
-// a byte from it.
-const handshakeMagic = "SLUICE-RAFT-1\n"
-
-const handshakeLen = len(handshakeMagic) + sha256.Size
-
-// handshakeTimeout bounds how long an accepted connection may take to prove
-// itself, so a silent stranger cannot hold a goroutine forever.
-const handshakeTimeout = 5 * time.Second
-
-// StreamLayer is a raft.StreamLayer over TCP that requires the token
-// handshake on every connection.
+// StreamLayer is a raft.StreamLayer over TCP that runs the token
+// handshake (handshake.go) on every connection before raft sees it.
 type StreamLayer struct {
 	listener  net.Listener
 	advertise net.Addr
-	handshake []byte
+	key       handshakeKey
 	logger    *slog.Logger
 
 	verified  chan net.Conn
@@ -68,19 +53,13 @@ func Listen(bindAddr, advertise, token string, logger *slog.Logger) (*StreamLaye
 	s := &StreamLayer{
 		listener:  ln,
 		advertise: adv,
-		handshake: handshake(token),
+		key:       newHandshakeKey(token),
 		logger:    logger,
 		verified:  make(chan net.Conn),
 		done:      make(chan struct{}),
 	}
 	go s.acceptLoop()
 	return s, nil
-}
-
-func handshake(token string) []byte {
-	mac := hmac.New(sha256.New, []byte(token))
-	mac.Write([]byte(handshakeMagic))
-	return mac.Sum([]byte(handshakeMagic))
 }
 
 // acceptLoop accepts raw connections and verifies each on its own goroutine,
@@ -106,15 +85,11 @@ func (s *StreamLayer) acceptLoop() {
 }
 
 func (s *StreamLayer) verify(conn net.Conn) {
-	got := make([]byte, handshakeLen)
-	_ = conn.SetReadDeadline(time.Now().Add(handshakeTimeout))
-	_, err := io.ReadFull(conn, got)
-	if err != nil || !hmac.Equal(got, s.handshake) {
-		s.logger.Warn("rejected raft connection without a valid token handshake", "remote", conn.RemoteAddr().String())
+	if err := s.key.listenerHandshake(conn, time.Now().Add(handshakeTimeout)); err != nil {
+		s.logger.Warn("rejected raft connection without a valid token handshake", "remote", conn.RemoteAddr().String(), "err", err)
 		conn.Close()
 		return
 	}
-	_ = conn.SetReadDeadline(time.Time{})
 	select {
 	case s.verified <- conn:
 	case <-s.done:
@@ -145,18 +120,17 @@ func (s *StreamLayer) Close() error {
 // Addr returns the advertised address, which raft gives to its peers.
 func (s *StreamLayer) Addr() net.Addr { return s.advertise }
 
-// Dial connects to a peer and sends the handshake.
+// Dial connects to a peer and runs the handshake, all within timeout.
 func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	deadline := time.Now().Add(timeout)
 	conn, err := net.DialTimeout("tcp", string(address), timeout)
 	if err != nil {
 		return nil, err
 	}
-	_ = conn.SetWriteDeadline(time.Now().Add(timeout))
-	if _, err := conn.Write(s.handshake); err != nil {
+	if err := s.key.dialerHandshake(conn, deadline); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("raft handshake with %s: %w", address, err)
 	}
-	_ = conn.SetWriteDeadline(time.Time{})
 	return conn, nil
 }
 

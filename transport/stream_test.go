@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,32 +65,135 @@ func TestDialWithSameTokenIsAccepted(t *testing.T) {
 	}
 }
 
-func TestWrongTokenOrNoHandshakeIsRejected(t *testing.T) {
+func TestWrongTokenIsRefusedBothWays(t *testing.T) {
 	server := listen(t, "secret")
 	intruder := listen(t, "guess")
-	conn, err := intruder.Dial(raft.ServerAddress(server.Addr().String()), time.Second)
-	if err != nil {
-		t.Fatal(err)
+	if conn, err := intruder.Dial(raft.ServerAddress(server.Addr().String()), 2*time.Second); err == nil {
+		conn.Close()
+		t.Fatal("a dialer with the wrong token completed the handshake")
 	}
-	defer conn.Close()
-
-	raw, err := net.Dial("tcp", server.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	raw.Write(make([]byte, handshakeLen))
-
 	if c := acceptOne(server, 300*time.Millisecond); c != nil {
 		c.Close()
-		t.Fatal("a connection without the token was handed to raft")
+		t.Fatal("a connection with the wrong token was handed to raft")
 	}
-	// The server hangs up on both.
-	for _, c := range []net.Conn{conn, raw} {
-		c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
-			t.Fatalf("rejected connection read = %v, want EOF", err)
+	// Mutual: a node does not speak raft to a listener that cannot prove the token.
+	if conn, err := server.Dial(raft.ServerAddress(intruder.Addr().String()), 2*time.Second); err == nil {
+		conn.Close()
+		t.Fatal("dialing a listener without the token succeeded")
+	}
+}
+
+func TestPeerWithoutTheSecretIsRefused(t *testing.T) {
+	for _, token := range []string{"secret", ""} {
+		server := listen(t, token)
+		raw, err := net.Dial("tcp", server.Addr().String())
+		if err != nil {
+			t.Fatal(err)
 		}
+		defer raw.Close()
+		raw.Write(append([]byte(handshakeMagic), make([]byte, nonceLen)...))
+		raw.Write(make([]byte, proofLen))
+		if c := acceptOne(server, 300*time.Millisecond); c != nil {
+			c.Close()
+			t.Fatalf("token %q: a connection with a guessed proof was handed to raft", token)
+		}
+		expectHangUp(t, raw)
+	}
+}
+
+// TestReplayedHandshakeIsRefused records what a genuine dialer sends and
+// replays it on a new connection: the listener's fresh nonce makes it fail.
+func TestReplayedHandshakeIsRefused(t *testing.T) {
+	server := listen(t, "secret")
+	client := listen(t, "secret")
+	tap, recorded := recordingProxy(t, server.Addr().String())
+	conn, err := client.Dial(raft.ServerAddress(tap), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if c := acceptOne(server, 2*time.Second); c == nil {
+		t.Fatal("the genuine handshake through the tap was not accepted")
+	} else {
+		c.Close()
+	}
+
+	replay, err := net.Dial("tcp", server.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replay.Close()
+	if _, err := replay.Write(recorded()); err != nil {
+		t.Fatal(err)
+	}
+	if c := acceptOne(server, 500*time.Millisecond); c != nil {
+		c.Close()
+		t.Fatal("a replayed handshake was handed to raft")
+	}
+	expectHangUp(t, replay)
+}
+
+// recordingProxy forwards one connection to target and returns its address
+// and what the dialer sent through it.
+func recordingProxy(t *testing.T, target string) (string, func() []byte) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	var sent []byte
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		in, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer in.Close()
+		out, err := net.Dial("tcp", target)
+		if err != nil {
+			return
+		}
+		defer out.Close()
+		go io.Copy(in, out)
+		buf := make([]byte, 512)
+		for {
+			n, err := in.Read(buf)
+			mu.Lock()
+			sent = append(sent, buf[:n]...)
+			mu.Unlock()
+			out.Write(buf[:n])
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return ln.Addr().String(), func() []byte {
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the tapped connection did not end")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]byte(nil), sent...)
+	}
+}
+
+func expectHangUp(t *testing.T, c net.Conn) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	for {
+		_, err := c.Read(make([]byte, 64))
+		if err == nil {
+			continue // the listener's challenge
+		}
+		if !errors.Is(err, io.EOF) && !isReset(err) {
+			t.Fatalf("refused connection read = %v, want EOF", err)
+		}
+		return
 	}
 }
 
