@@ -3,6 +3,7 @@ package lua_test
 import (
 	"context"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,6 +29,7 @@ func TestStandalone(t *testing.T) {
 		t.Fatalf("Dial auto on a standalone server made a %T, want *redis.Client", rdb)
 	}
 	runScriptTests(t, rdb)
+	t.Run("Bookkeeping", func(t *testing.T) { testBookkeeping(t, newEnv(t, rdb)) })
 }
 
 func TestCluster(t *testing.T) {
@@ -59,6 +61,7 @@ func runScriptTests(t *testing.T, rdb redis.UniversalClient) {
 			"Invariant":           testInvariant,
 			"LongKey":             testLongKey,
 			"Accuracy":            testAccuracy,
+			"AdoptsLegacyGrants":  testAdoptsLegacyGrants,
 		} {
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
@@ -132,40 +135,39 @@ func (e *env) redisNow() time.Time {
 type state struct {
 	tk       float64
 	o        int64
-	grantSum int64   // sum of the amounts in the grant set
+	grantSum int64   // sum of the amounts of the grant fields
 	expiries []int64 // grant expiries, µs of Redis time
 }
 
 func (e *env) state(key string) state {
 	e.t.Helper()
-	ctx := e.t.Context()
-	hashKey := lua.RedisKey(e.rule, key)
-	h, err := e.rdb.HMGet(ctx, hashKey, "tk", "o").Result()
+	h, err := e.rdb.HGetAll(e.t.Context(), lua.RedisKey(e.rule, key)).Result()
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	var s state
-	if h[0] != nil {
-		if s.tk, err = strconv.ParseFloat(h[0].(string), 64); err != nil {
+	if h["tk"] != "" {
+		if s.tk, err = strconv.ParseFloat(h["tk"], 64); err != nil {
 			e.t.Fatal(err)
 		}
-		if s.o, err = strconv.ParseInt(h[1].(string), 10, 64); err != nil {
+		if s.o, err = strconv.ParseInt(h["o"], 10, 64); err != nil {
 			e.t.Fatal(err)
 		}
 	}
-	grants, err := e.rdb.ZRangeWithScores(ctx, hashKey+":g", 0, -1).Result()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for _, g := range grants {
-		_, amount, _ := strings.Cut(g.Member.(string), ":")
-		n, err := strconv.ParseInt(amount, 10, 64)
-		if err != nil {
-			e.t.Fatalf("grant member %q: %v", g.Member, err)
+	for field, v := range h {
+		if !strings.HasPrefix(field, "g") {
+			continue
+		}
+		amount, expiry, _ := strings.Cut(v, ":")
+		n, err1 := strconv.ParseInt(amount, 10, 64)
+		x, err2 := strconv.ParseInt(expiry, 10, 64)
+		if err1 != nil || err2 != nil {
+			e.t.Fatalf("grant %s = %q, want <amount>:<expiry>", field, v)
 		}
 		s.grantSum += n
-		s.expiries = append(s.expiries, int64(g.Score))
+		s.expiries = append(s.expiries, x)
 	}
+	slices.Sort(s.expiries)
 	return s
 }
 

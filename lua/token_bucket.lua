@@ -1,9 +1,17 @@
 -- token_bucket.lua: the authoritative token bucket behind Sluice's slices (SPEC §4, §8).
 --
 -- KEYS[1]  sluice:{<rule>:<key>}    hash: tk tokens (may be fractional), ts last refill (µs of
---                                    Redis TIME), o tokens out in grants, n last grant id
--- KEYS[2]  sluice:{<rule>:<key>}:g  sorted set of outstanding grants: member "<id>:<amount>",
---                                    score = expiry (µs of Redis TIME)
+--                                    Redis TIME), o tokens out in grants, n last grant id,
+--                                    e and x bounds on the grants' expiries (no grant expires
+--                                    before e or after x; 0 with none), p the key's expiry,
+--                                    and one field g<id> = "<amount>:<expiry µs>" per grant
+-- KEYS[2]  sluice:{<rule>:<key>}:g  the sorted set of grants of earlier versions: read once,
+--                                    moved into the hash and deleted (adopt_legacy)
+--
+-- Bookkeeping costs what changed: a call reads the hash's fixed fields (and the grant it
+-- settles) with one HMGET, writes them with one HSET, and reads every grant only when the
+-- earliest expiry e has passed or a denial must say when grants end; PEXPIRE runs only
+-- when the key's expiry must move.
 -- ARGV     op, rate, per_us, burst, then per op:
 --   acquire  want, min, ttl_us [, prev_id, prev_granted, prev_unused]
 --            -> {granted, id, remaining, retry_after_us (-1: never), reset_us}
@@ -28,75 +36,151 @@
 -- a script's effects rather than re-running it (TIME would differ on a replica), and
 -- maxmemory-policy noeviction: an evicted bucket would come back full.
 
--- Keys outlive the moment the bucket is full again by this much: slack for rounding to ms.
-local EXPIRY_MARGIN_MS = 1000
+-- Keys outlive the moment the bucket is full again by EXPIRY_MARGIN_US to EXPIRY_MARGIN_US/2:
+-- PEXPIRE is called again only once less than half the margin is left.
+local EXPIRY_MARGIN_US = 1000000
 -- Cap on key lifetimes, so absurdly slow buckets still give PEXPIRE a valid integer.
 local MAX_EXPIRY_MS = 1e13
--- MAX_INT, int, amount, arg_error, int_arg, now (Redis TIME in µs) and expired come from
--- common.lua, which is prepended.
+-- MAX_INT, int, arg_error, int_arg and now (Redis TIME in µs) come from common.lua, which
+-- is prepended.
 
 local op = ARGV[1]
 local rate = int_arg(2, 'rate', 1)
 local per = int_arg(3, 'per_us', 1)
 local burst = int_arg(4, 'burst', 1)
 
-
--- load returns tk, ts, o and whether the bucket is new. A new bucket starts full, less any
--- grants still recorded (only possible if the hash alone was lost, e.g. evicted).
-local function load()
-  local h = redis.call('HMGET', KEYS[1], 'tk', 'ts', 'o')
-  if h[1] and h[2] and h[3] then
-    return tonumber(h[1]), tonumber(h[2]), tonumber(h[3]), false
-  end
-  local o = 0
-  for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-    o = o + amount(m)
-  end
-  return burst - o, now, o, true
+-- grant_field names grant id's field in the hash; its value is "<amount>:<expiry µs>".
+local function grant_field(id)
+  return 'g' .. int(id)
 end
 
--- load_for_write is load for the ops that save. Grant ids of a new bucket start at its
--- creation time, so they stay unique after the keys expire and the bucket starts over:
--- a late settle can never match a younger grant.
-local function load_for_write()
-  local tk, ts, o, new = load()
-  if new then
-    redis.call('HSET', KEYS[1], 'n', int(now))
+local function parse_grant(v)
+  local amount, expiry = string.match(v, '^(%d+):(%d+)$')
+  return tonumber(amount), tonumber(expiry)
+end
+
+-- adopt_legacy reads the live grants of an earlier version's sorted set (member
+-- "<id>:<amount>", score expiry) and returns their sum and earliest and latest expiry;
+-- with move, it moves them into the hash. It runs only when the hash lacks the field e,
+-- i.e. for a new bucket or one written by an earlier version, so it costs nothing on the
+-- common path.
+local function adopt_legacy(move)
+  local o, e, x = 0, 0, 0
+  local z = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+  for i = 1, #z, 2 do
+    local id, amount = string.match(z[i], '^(%d+):(%d+)$')
+    local expiry = tonumber(z[i + 1])
+    if id and expiry > now then
+      if move then
+        redis.call('HSET', KEYS[1], grant_field(id), amount .. ':' .. int(expiry))
+      end
+      o = o + tonumber(amount)
+      if e == 0 or expiry < e then
+        e = expiry
+      end
+      x = math.max(x, expiry)
+    end
   end
-  return tk, ts, o
+  if move and #z > 0 then
+    redis.call('DEL', KEYS[2])
+  end
+  return o, e, x
+end
+
+-- load reads the bucket: s.tk, s.ts, s.o, s.n (last grant id), s.e (no outstanding grant
+-- expires before it; 0 with none), s.x (none expires after it), s.p (the key's expiry as
+-- last set) and s.prev, the stored value of grant field prev (may be nil). A new bucket
+-- starts full. Grant ids of a new bucket start at its creation time, so they stay unique
+-- after the key expires and the bucket starts over: a late settle never matches a younger
+-- grant. Only with write may it change anything.
+local function load(write, prev)
+  local h = redis.call('HMGET', KEYS[1], 'tk', 'ts', 'o', 'n', 'e', 'x', 'p', prev or 'n')
+  local s = {}
+  if h[1] and h[2] and h[3] and h[5] then
+    s.tk, s.ts, s.o, s.n = tonumber(h[1]), tonumber(h[2]), tonumber(h[3]), tonumber(h[4])
+    s.e, s.x, s.p = tonumber(h[5]), tonumber(h[6]) or 0, tonumber(h[7]) or 0
+    if prev then
+      s.prev = h[8]
+    end
+    return s
+  end
+  local o, e, x = adopt_legacy(write)
+  s.o, s.e, s.x, s.p = o, e, x, 0
+  if h[1] and h[2] then
+    s.tk, s.ts, s.n = math.min(tonumber(h[1]), burst - o), tonumber(h[2]), tonumber(h[4]) or now
+  else
+    s.tk, s.ts, s.n = burst - o, now, now
+  end
+  if prev then
+    s.prev = redis.call('HGET', KEYS[1], prev)
+  end
+  return s
+end
+
+-- sweep ends the grants past their expiry: their tokens leave o as spent. It reads the
+-- grants only once the earliest expiry has passed, so the common call costs nothing here.
+-- The fields of ended grants are appended to gone (nil: peek, nothing is removed).
+local function sweep(s, gone)
+  if s.e == 0 or now < s.e then
+    return
+  end
+  local all = redis.call('HGETALL', KEYS[1])
+  local e = 0
+  for i = 1, #all, 2 do
+    if string.byte(all[i], 1) == 103 then -- 'g': a grant
+      local amount, expiry = parse_grant(all[i + 1])
+      if expiry <= now then
+        s.o = s.o - amount
+        if gone then
+          gone[#gone + 1] = all[i]
+        end
+      elseif e == 0 or expiry < e then
+        e = expiry
+      end
+    end
+  end
+  s.e = e
 end
 
 -- refill adds what accrued since ts, capped at burst - o. A clock that stepped back (say
 -- after a failover) adds nothing and keeps ts, so no interval is ever counted twice.
-local function refill(tk, ts, o)
-  local elapsed = math.max(0, now - ts)
-  return math.min(burst - o, tk + elapsed * rate / per), math.max(ts, now)
+local function refill(s)
+  local elapsed = math.max(0, now - s.ts)
+  s.tk, s.ts = math.min(burst - s.o, s.tk + elapsed * rate / per), math.max(s.ts, now)
 end
 
 -- until_us is how long until the bucket holds `need` tokens, were nothing else taken.
-local function until_us(tk, ts, need)
-  return math.max(0, ts - now) + math.max(0, need - tk) * per / rate
+local function until_us(s, need)
+  return math.max(0, s.ts - now) + math.max(0, need - s.tk) * per / rate
 end
 
-local function remaining(tk)
-  return math.max(0, math.floor(tk))
+local function remaining(s)
+  return math.max(0, math.floor(s.tk))
 end
 
 -- retry_after_us is how long until `need` tokens can be granted, -1 if never. When the
 -- cap burst - o is below `need`, outstanding grants must also end; they are assumed to
 -- run until they expire, so this is an upper estimate when nodes settle early.
-local function retry_after_us(tk, ts, o, need)
+local function retry_after_us(s, need)
   if need > burst then
     return -1
   end
-  local wait = until_us(tk, ts, need)
-  local cap = burst - o
+  local wait = until_us(s, need)
+  local cap = burst - s.o
   if need > cap then
-    local grants = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
-    for i = 1, #grants, 2 do
-      cap = cap + amount(grants[i])
+    local grants = {}
+    local all = redis.call('HGETALL', KEYS[1])
+    for i = 1, #all, 2 do
+      if string.byte(all[i], 1) == 103 then
+        local amount, expiry = parse_grant(all[i + 1])
+        grants[#grants + 1] = {amount, expiry}
+      end
+    end
+    table.sort(grants, function(a, b) return a[2] < b[2] end)
+    for _, g in ipairs(grants) do
+      cap = cap + g[1]
       if cap >= need then
-        wait = math.max(wait, tonumber(grants[i + 1]) - now)
+        wait = math.max(wait, g[2] - now)
         break
       end
     end
@@ -104,29 +188,51 @@ local function retry_after_us(tk, ts, o, need)
   return math.ceil(wait)
 end
 
--- save stores the state and lets both keys expire once the bucket would be full again and
--- the last grant has expired, when a new bucket would be identical to this one.
-local function save(tk, ts, o)
-  redis.call('HSET', KEYS[1], 'tk', string.format('%.17g', tk), 'ts', int(ts), 'o', int(o))
-  local live_us = until_us(tk, ts, burst)
-  local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-  if last[2] then
-    live_us = math.max(live_us, tonumber(last[2]) - now)
+-- save writes the state with one HSET (plus HDEL of the ended grants in gone), and keeps
+-- the key until the bucket would be full again and the last grant has expired, when a
+-- new bucket would be identical to this one. add is a new grant's field and value, or nil.
+local function save(s, gone, add, value)
+  if #gone > 0 then
+    redis.call('HDEL', KEYS[1], unpack(gone))
   end
-  local ms = int(math.min(MAX_EXPIRY_MS, math.ceil(live_us / 1000) + EXPIRY_MARGIN_MS))
-  redis.call('PEXPIRE', KEYS[1], ms)
-  redis.call('PEXPIRE', KEYS[2], ms)
+  if s.o <= 0 then
+    s.e, s.x = 0, 0
+  end
+  local needed = now + math.max(until_us(s, burst), s.x - now)
+  local args = {'tk', string.format('%.17g', s.tk), 'ts', int(s.ts), 'o', int(s.o), 'n', int(s.n),
+    'e', int(s.e), 'x', int(s.x)}
+  local ms
+  if needed + EXPIRY_MARGIN_US / 2 > s.p then
+    s.p = math.min(needed + EXPIRY_MARGIN_US, now + MAX_EXPIRY_MS * 1000)
+    ms = math.ceil((s.p - now) / 1000)
+    args[#args + 1] = 'p'
+    args[#args + 1] = int(s.p)
+  end
+  if add then
+    args[#args + 1] = add
+    args[#args + 1] = value
+  end
+  redis.call('HSET', KEYS[1], unpack(args))
+  if ms then
+    redis.call('PEXPIRE', KEYS[1], int(ms))
+  end
 end
 
--- settle_grant ends an outstanding grant: its amount leaves o and its unused part returns to
--- tk, capped at burst - o. A grant no longer recorded expired and counted as spent.
-local function settle_grant(tk, o, id, granted, unused)
-  local found = redis.call('ZREM', KEYS[2], int(id) .. ':' .. int(granted))
-  if found == 1 then
-    o = o - granted
-    tk = math.min(burst - o, tk + unused)
+-- settle_grant ends outstanding grant prev_field: its amount leaves o and its unused part
+-- returns to tk, capped at burst - o. A grant no longer recorded, expired (counted as spent)
+-- or recorded with another amount matches nothing.
+local function settle_grant(s, gone, field, granted, unused)
+  if not s.prev then
+    return 0
   end
-  return tk, o, found
+  local amount, expiry = parse_grant(s.prev)
+  if amount ~= granted or expiry <= now then
+    return 0
+  end
+  gone[#gone + 1] = field
+  s.o = s.o - granted
+  s.tk = math.min(burst - s.o, s.tk + unused)
+  return 1
 end
 
 -- settle_args reads a grant to settle (id, granted, unused) from ARGV[i..i+2].
@@ -154,25 +260,36 @@ if op == 'acquire' then
   if arg_error then
     return redis.error_reply(arg_error)
   end
-  local tk, ts, o = load_for_write()
-  o = o - expired(true)
-  tk, ts = refill(tk, ts, o)
+  local prev
   if prev_id > 0 then
-    tk, o = settle_grant(tk, o, prev_id, prev_granted, prev_unused)
+    prev = grant_field(prev_id)
   end
-  local granted, id = 0, 0
-  if math.floor(tk) >= min then
-    granted = math.min(want, math.floor(tk))
-    tk, o = tk - granted, o + granted
-    id = redis.call('HINCRBY', KEYS[1], 'n', 1)
-    redis.call('ZADD', KEYS[2], int(now + ttl), int(id) .. ':' .. int(granted))
+  local s = load(true, prev)
+  local gone = {}
+  sweep(s, gone)
+  refill(s)
+  if prev then
+    settle_grant(s, gone, prev, prev_granted, prev_unused)
   end
-  save(tk, ts, o)
+  local granted, id, add, value = 0, 0, nil, nil
+  if math.floor(s.tk) >= min then
+    granted = math.min(want, math.floor(s.tk))
+    s.tk, s.o = s.tk - granted, s.o + granted
+    s.n = s.n + 1
+    id = s.n
+    local expiry = now + ttl
+    add, value = grant_field(id), int(granted) .. ':' .. int(expiry)
+    if s.e == 0 or expiry < s.e then
+      s.e = expiry
+    end
+    s.x = math.max(s.x, expiry)
+  end
+  save(s, gone, add, value)
   local retry = 0
   if granted == 0 then
-    retry = retry_after_us(tk, ts, o, min)
+    retry = retry_after_us(s, min)
   end
-  return {granted, id, remaining(tk), retry, math.ceil(until_us(tk, ts, burst))}
+  return {granted, id, remaining(s), retry, math.ceil(until_us(s, burst))}
 end
 
 if op == 'settle' then
@@ -180,12 +297,13 @@ if op == 'settle' then
   if arg_error then
     return redis.error_reply(arg_error)
   end
-  local tk, ts, o = load_for_write()
-  o = o - expired(true)
-  tk, ts = refill(tk, ts, o)
-  local found
-  tk, o, found = settle_grant(tk, o, id, granted, unused)
-  save(tk, ts, o)
+  local field = grant_field(id)
+  local s = load(true, field)
+  local gone = {}
+  sweep(s, gone)
+  refill(s)
+  local found = settle_grant(s, gone, field, granted, unused)
+  save(s, gone)
   return found
 end
 
@@ -193,9 +311,10 @@ if op == 'peek' then
   if arg_error then
     return redis.error_reply(arg_error)
   end
-  local tk, ts, o = load()
-  tk, ts = refill(tk, ts, o - expired(false))
-  return {remaining(tk), math.ceil(until_us(tk, ts, burst))}
+  local s = load(false)
+  sweep(s, nil)
+  refill(s)
+  return {remaining(s), math.ceil(until_us(s, burst))}
 end
 
 return redis.error_reply('ERR sluice: unknown op ' .. tostring(op))
