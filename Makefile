@@ -3,10 +3,16 @@ GO        ?= go
 BIN       := bin/sluice
 PKGS      := ./...
 
-.PHONY: all build run test test-short bench lint hygiene fuzz clean
+.PHONY: all help build run test test-short bench lint hygiene fuzz clean
 
 all: build
 
+## help: list the documented targets
+help:
+	@grep -E '^## [a-z-]+: ' $(MAKEFILE_LIST) | sed 's/^## //' | \
+	  awk -F': ' '{ t = $$1; sub(/^[^:]*: /, ""); printf "  %-11s %s\n", t, $$0 }'
+
+## build: build bin/sluice
 build:
 	$(GO) build -o $(BIN) ./cmd/sluice
 
@@ -17,6 +23,10 @@ run: build
 ## test: vet + every test (unit, in-process clusters, real redis-server, real sluice processes)
 test: lint
 	$(GO) test -race -timeout 30m $(PKGS)
+
+## test-short: every test except the multi-process system tests (cmd/sluice/systest)
+test-short: lint
+	$(GO) test -race -timeout 15m $$($(GO) list $(PKGS) | grep -v /cmd/sluice/systest)
 
 ## bench: Go benchmarks + `sluice bench` against a local 3-node cluster with Redis (see docs/PERFORMANCE.md)
 bench: build
@@ -39,5 +49,6 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 60s ./api/check/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeBatch -fuzztime 60s ./api/check/
 
+## clean: remove bin/ and sluice-data/
 clean:
 	rm -rf bin sluice-data

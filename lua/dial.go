@@ -66,7 +66,7 @@ func dialAuto(ctx context.Context, seeds []*redis.Options, timeout time.Duration
 	info, err := probe.Info(ctx, "cluster").Result()
 	probe.Close()
 	if err != nil {
-		return nil, fmt.Errorf("redis mode auto: asking %s INFO cluster (set the mode to skip this): %w", seeds[0].Addr, err)
+		return nil, fmt.Errorf("redis mode auto: cannot ask %s INFO cluster (start with --redis-mode single or --redis-mode cluster to skip the question): %w", seeds[0].Addr, err)
 	}
 	if !strings.Contains(info, "cluster_enabled:1") {
 		return redis.NewClient(singleOptions(seeds[0], timeout)), nil

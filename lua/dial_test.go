@@ -2,6 +2,7 @@ package lua_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,6 +29,14 @@ func TestDialRefusesBadSpecs(t *testing.T) {
 	}
 	if _, err := lua.Dial(t.Context(), "127.0.0.1:1", "single", 0); err == nil {
 		t.Error("Dial with a zero timeout succeeded")
+	}
+}
+
+// An auto probe that fails tells the operator which flag values avoid it.
+func TestDialAutoErrorNamesTheModes(t *testing.T) {
+	_, err := lua.Dial(t.Context(), "127.0.0.1:1", "auto", 50*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "--redis-mode single") || !strings.Contains(err.Error(), "--redis-mode cluster") {
+		t.Fatalf("Dial auto against a closed port: %v; want an error naming --redis-mode single and cluster", err)
 	}
 }
 

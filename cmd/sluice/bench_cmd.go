@@ -53,11 +53,11 @@ func (f *benchFlags) register(fs *flag.FlagSet) {
 // runBench is `sluice bench` (SPEC §9): load, a live progress line on
 // stderr, then the final table. Exit 0, 1 on error, 3 if the limit broke.
 func runBench(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("bench", stderr)
+	fs := newFlagSet("bench", stdout, stderr)
 	var f benchFlags
 	f.register(fs)
 	if err := parseFlags(fs, args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	cfg, err := f.config()
 	if err != nil {

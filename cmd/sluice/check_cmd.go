@@ -15,7 +15,7 @@ import (
 // runCheck asks a node for one decision: `sluice check ip=1.2.3.4 route=/api/x`.
 // Exit 0 when allowed, 2 when denied, 1 on error.
 func runCheck(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("check", stderr)
+	fs := newFlagSet("check", stdout, stderr)
 	addr := fs.String("addr", "http://127.0.0.1:8000", "node HTTP address")
 	token := fs.String("token", "", "admin token (not needed for checks; sent when set)")
 	cost := fs.Int64("cost", 1, "request cost")
@@ -23,7 +23,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	var pairs []string
 	for {
 		if err := parseFlags(fs, args); err != nil {
-			return 2
+			return flagExit(err)
 		}
 		if fs.NArg() == 0 {
 			break

@@ -57,12 +57,11 @@ func (f *adminFlags) client() *client.Client {
 
 // runCluster implements `sluice cluster status|remove ID`.
 func runCluster(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, "usage: sluice cluster status | remove ID [--addr URL] [--token T]\n")
-		return 2
-	}
-	sub, args := args[0], args[1:]
-	fs := newFlagSet("cluster "+sub, stderr)
+	return runGroup("cluster", args, stdout, stderr, runClusterSub)
+}
+
+func runClusterSub(sub string, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("cluster "+sub, stdout, stderr)
 	var f adminFlags
 	f.register(fs)
 	asJSON := false
@@ -71,7 +70,7 @@ func runCluster(args []string, stdout, stderr io.Writer) int {
 	}
 	rest, err := f.parse(fs, args)
 	if err != nil {
-		return 2
+		return flagExit(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
 	defer cancel()
@@ -104,7 +103,7 @@ func runCluster(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "removed %s\n", rest[0])
 		return 0
 	}
-	fmt.Fprint(stderr, "usage: sluice cluster status | remove ID [--addr URL] [--token T]\n")
+	printHelp(stderr, fs)
 	return 2
 }
 

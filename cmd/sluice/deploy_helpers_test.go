@@ -32,14 +32,14 @@ func serveFlagNames(t *testing.T) map[string]bool {
 	var stdout, stderr bytes.Buffer
 	run([]string{"serve", "-h"}, &stdout, &stderr)
 	names := map[string]bool{}
-	sc := bufio.NewScanner(&stderr)
+	sc := bufio.NewScanner(&stdout)
 	for sc.Scan() {
 		if m := flagLine.FindStringSubmatch(sc.Text()); m != nil {
 			names[m[1]] = true
 		}
 	}
 	if !names["node-id"] || !names["redis"] {
-		t.Fatalf("could not read serve's flags from -h:\n%s", stderr.String())
+		t.Fatalf("could not read serve's flags from -h:\n%s%s", stdout.String(), stderr.String())
 	}
 	return names
 }

@@ -1,29 +1,32 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 )
 
-// newFlagSet returns a flag set that reports errors instead of exiting.
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
-}
-
 // parseFlags parses args, then fills every flag not given on the command line
 // from SLUICE_<FLAG_IN_UPPER_SNAKE> (SPEC §2: the flag wins over the env).
+// -h/--help prints the help to stdout and returns flag.ErrHelp; a usage
+// error is printed to stderr with a pointer to the help (see flagExit).
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	help := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = help
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		help()
+		return err
+	case err != nil:
+		fmt.Fprintf(fs.Output(), "run \"sluice %s -h\" for its flags\n", fs.Name())
 		return err
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var err error
 	fs.VisitAll(func(f *flag.Flag) {
 		if given[f.Name] || err != nil {
 			return

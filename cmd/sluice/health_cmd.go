@@ -15,12 +15,12 @@ import (
 // GET /readyz): exit 0 on 200, 1 otherwise. It is the container health check,
 // so it needs nothing from the image but the binary itself.
 func runHealth(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("health", stderr)
+	fs := newFlagSet("health", stdout, stderr)
 	addr := fs.String("addr", "", "node HTTP address [http://127.0.0.1 on the port of SLUICE_HTTP_ADDR, else :8000]")
 	ready := fs.Bool("ready", false, "check /readyz (has rules, knows a leader) instead of /healthz")
 	timeout := fs.Duration("timeout", 2*time.Second, "give up after this long")
 	if err := parseFlags(fs, args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	target := *addr
 	if target == "" {

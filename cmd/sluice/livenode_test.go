@@ -31,7 +31,7 @@ type liveNode struct {
 // the sample rules, plus extra serve flags, and waits until it is ready.
 func startLiveNode(t *testing.T, extra ...string) *liveNode {
 	t.Helper()
-	fs := newFlagSet("serve", io.Discard)
+	fs := newFlagSet("serve", io.Discard, io.Discard)
 	var f serveFlags
 	f.register(fs)
 	args := append([]string{

@@ -36,7 +36,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "serve":
-		return runServe(rest, stderr)
+		return runServe(rest, stdout, stderr)
 	case "rules":
 		return runRules(rest, stdout, stderr)
 	case "cluster":
@@ -57,12 +57,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func runRules(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, "usage: sluice rules validate|get|apply [flags]\n")
-		return 2
-	}
-	if args[0] == "validate" {
-		return runRulesValidate(args[1:], stdout, stderr)
-	}
-	return runRulesRemote(args[0], args[1:], stdout, stderr)
+	return runGroup("rules", args, stdout, stderr, func(sub string, args []string, stdout, stderr io.Writer) int {
+		if sub == "validate" {
+			return runRulesValidate(args, stdout, stderr)
+		}
+		return runRulesRemote(sub, args, stdout, stderr)
+	})
 }

@@ -9,7 +9,7 @@ import (
 // runRulesRemote implements `sluice rules get` and `sluice rules apply -f
 // FILE` against a running cluster through the admin API.
 func runRulesRemote(sub string, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("rules "+sub, stderr)
+	fs := newFlagSet("rules "+sub, stdout, stderr)
 	var f adminFlags
 	f.register(fs)
 	var file string
@@ -18,7 +18,7 @@ func runRulesRemote(sub string, args []string, stdout, stderr io.Writer) int {
 	}
 	rest, err := f.parse(fs, args)
 	if err != nil {
-		return 2
+		return flagExit(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
 	defer cancel()
@@ -42,6 +42,6 @@ func runRulesRemote(sub string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "rules applied: version %d\n", version)
 		return 0
 	}
-	fmt.Fprint(stderr, "usage: sluice rules get | apply -f FILE [--addr URL] [--token T]\n")
+	printHelp(stderr, fs)
 	return 2
 }

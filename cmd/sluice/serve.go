@@ -64,12 +64,12 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 }
 
-func runServe(args []string, stderr io.Writer) int {
-	fs := newFlagSet("serve", stderr)
+func runServe(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("serve", stdout, stderr)
 	var f serveFlags
 	f.register(fs)
 	if err := parseFlags(fs, args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	logger, err := newLogger(stderr, f.logLevel, f.logFormat)
 	if err != nil {

@@ -12,13 +12,14 @@ import (
 // runRulesValidate checks a rules file offline and prints every error with
 // its JSON path (exit 1), or a summary (exit 0).
 func runRulesValidate(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("rules validate", stderr)
+	fs := newFlagSet("rules validate", stdout, stderr)
 	file := fs.String("f", "", "rules file to validate (- for stdin)")
 	if err := parseFlags(fs, args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	if *file == "" {
-		fmt.Fprintln(stderr, "sluice rules validate: -f FILE is required")
+		fmt.Fprint(stderr, "sluice rules validate: -f FILE is required\n\n")
+		printHelp(stderr, fs)
 		return 2
 	}
 	data, err := readInput(*file)
