@@ -18,17 +18,27 @@ import (
 // ClusterStatus answers with the leader's view of the cluster (only the
 // leader sees which followers answer heartbeats); when the leader cannot be
 // asked, with this node's own view.
+// RulesVersion and Warning are always this node's own.
 func (n *Node) ClusterStatus(ctx context.Context) (admin.ClusterStatus, error) {
+	st, asked := admin.ClusterStatus{}, false
 	if !n.IsLeader() {
 		if leader := n.LeaderHTTPAddr(); leader != "" {
-			st, err := n.leader.ClusterStatus(ctx, leader)
-			if err == nil {
-				return st, nil
+			var err error
+			st, err = n.leader.ClusterStatus(ctx, leader)
+			asked = err == nil
+			if err != nil {
+				n.logger.Debug("leader's cluster view unavailable; answering with ours", "err", err)
 			}
-			n.logger.Debug("leader's cluster view unavailable; answering with ours", "err", err)
 		}
 	}
-	return n.localStatus(), nil
+	if !asked {
+		st = n.localStatus()
+	}
+	st.RulesVersion, st.Warning = n.RulesVersion(), ""
+	if err := n.Ready(); err != nil {
+		st.Warning = err.Error()
+	}
+	return st, nil
 }
 
 func (n *Node) localStatus() admin.ClusterStatus {
@@ -63,14 +73,16 @@ func (n *Node) localStatus() admin.ClusterStatus {
 	return st
 }
 
-// Rules returns this node's copy of the rules: the "rules" array of the
+// Rules returns the rules this node decides on: the "rules" array of the
 // document and its version (0 and an empty array before any rules).
 func (n *Node) Rules(context.Context) (admin.RulesDoc, error) {
-	version, doc := n.fsm.State().Rules()
-	out := admin.RulesDoc{Version: version, Rules: json.RawMessage("[]")}
-	if doc == nil {
+	out := admin.RulesDoc{Rules: json.RawMessage("[]")}
+	known := n.rules.Load()
+	if known == nil {
 		return out, nil
 	}
+	version, doc := known.Version, known.Doc
+	out.Version = version
 	var d struct {
 		Rules json.RawMessage `json:"rules"`
 	}

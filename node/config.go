@@ -48,9 +48,10 @@ type Config struct {
 	Logger *slog.Logger
 	// RaftTimeouts tunes raft; zero values mean production defaults.
 	RaftTimeouts RaftTimeouts
-	// OnRules is told about every rules change in apply order, including
-	// the state restored at start. It runs on raft's apply goroutine and
-	// must return quickly.
+	// OnRules is told about every newer rules version: first, inside New,
+	// the rules saved in DataDir at the last apply (before the node serves
+	// anything), then each newer version raft applies. It runs on raft's
+	// apply goroutine and must return quickly.
 	OnRules func(version uint64, doc []byte)
 	// LeaseTTL is how long a lease lives (--lease-ttl); zero means
 	// DefaultLeaseTTL.

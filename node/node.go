@@ -35,6 +35,9 @@ type Node struct {
 	health   peerHealth
 	// hadState: the data dir held raft state when the node started.
 	hadState bool
+	// rules is the newest rules version this node knows, from its data dir
+	// or from raft (last_rules.go); nil until it has any.
+	rules atomic.Pointer[knownRules]
 
 	own         atomic.Pointer[ownLeases] // this node's usable leases
 	demand      demandTable               // leader: what each node reported
@@ -82,7 +85,7 @@ func New(cfg Config) (*Node, error) {
 		// latest reports, so signals arriving meanwhile add nothing.
 		reallocate: make(chan struct{}, 1),
 	}
-	n.fsm = fsm.New(cfg.OnRules, fsm.WithLeasesHook(n.leasesApplied))
+	n.fsm = fsm.New(n.rulesApplied, fsm.WithLeasesHook(n.leasesApplied))
 	n.own.Store(&ownLeases{})
 	n.health.reset()
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -182,30 +185,73 @@ func (n *Node) WaitForLeader(ctx context.Context) error {
 }
 
 // Ready returns nil once the node has rules and knows a leader (SPEC §5
-// /readyz), else an error saying what is missing.
+// /readyz), else an error saying what is missing. A node without a leader
+// still decides, on its last rules, and the reason says so.
 func (n *Node) Ready() error {
 	if n.closed.Load() {
 		return errors.New("node is shutting down")
 	}
-	if v, _ := n.fsm.State().Rules(); v == 0 {
+	version := n.RulesVersion()
+	if version == 0 {
 		return errors.New("no rules received yet")
 	}
 	if n.LeaderID() == "" {
-		return errors.New("no raft leader known")
+		return noLeaderError(version)
 	}
 	return nil
+}
+
+// noLeaderError is the reason a node without a leader gives: it decides on.
+func noLeaderError(version uint64) error {
+	return fmt.Errorf("no leader; deciding on rules version %d", version)
+}
+
+// RulesVersion is the version of the newest rules this node knows (0
+// before it has any): the rules it decides on.
+func (n *Node) RulesVersion() uint64 {
+	if r := n.rules.Load(); r != nil {
+		return r.Version
+	}
+	return 0
+}
+
+// rulesApplied is the FSM's rules hook. Raft may deliver versions this node
+// already installed from its data dir (a restart replays the log after the
+// latest snapshot): those are skipped, so the engine never steps back to
+// older rules. A newer version is saved first, then installed.
+func (n *Node) rulesApplied(version uint64, doc []byte) {
+	if cur := n.rules.Load(); cur != nil && version <= cur.Version {
+		return
+	}
+	r := &knownRules{Version: version, Doc: doc}
+	if err := saveLastRules(n.cfg.DataDir, r); err != nil {
+		// Deciding on the new rules matters more than the copy; a restart
+		// before the next save waits for the leader, as without the file.
+		n.logger.Error("saving the applied rules failed", "version", version, "err", err)
+	}
+	n.installRules(r)
+}
+
+func (n *Node) installRules(r *knownRules) {
+	n.rules.Store(r)
+	if n.cfg.OnRules != nil {
+		n.cfg.OnRules(r.Version, r.Doc)
+	}
 }
 
 // Stats is what the metrics need from raft.
 type Stats struct {
 	IsLeader bool
+	// HasLeader: this node knows a leader (false: it decides on its last
+	// rules without one).
+	HasLeader bool
 	// Peers counts the servers in the raft configuration, this one included.
 	Peers int
 }
 
 // Stats returns the node's raft role and cluster size.
 func (n *Node) Stats() Stats {
-	return Stats{IsLeader: n.IsLeader(), Peers: len(n.servers())}
+	return Stats{IsLeader: n.IsLeader(), HasLeader: n.LeaderID() != "", Peers: len(n.servers())}
 }
 
 // waitFor polls cond until it holds or ctx ends.

@@ -44,6 +44,15 @@ func (n *Node) startRaft() error {
 		store.Close()
 		return fmt.Errorf("read raft state: %w", err)
 	}
+	// Before raft starts: restoring its snapshot calls the rules hook,
+	// which must see the saved version.
+	saved, err := loadLastRules(n.cfg.DataDir, n.hadState)
+	if err != nil {
+		n.logger.Error("saved rules unusable; waiting for the leader's", "err", err)
+	} else if saved != nil {
+		n.logger.Info("installing the rules saved at the last apply", "version", saved.Version)
+		n.installRules(saved)
+	}
 	trans, err := transport.NewNetworkTransport(n.cfg.RaftAddr, n.cfg.RaftAdvertise, n.cfg.AdminToken, n.cfg.Logger, raftLogger)
 	if err != nil {
 		store.Close()

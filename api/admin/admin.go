@@ -42,6 +42,11 @@ type ClusterStatus struct {
 	Leader string       `json:"leader"`
 	Term   uint64       `json:"term"`
 	Nodes  []NodeStatus `json:"nodes"`
+	// RulesVersion is the rules version the node asked decides on.
+	RulesVersion uint64 `json:"rules_version"`
+	// Warning says what the node asked is deciding without, e.g. "no
+	// leader; deciding on rules version 4"; empty when nothing is missing.
+	Warning string `json:"warning,omitempty"`
 }
 
 // JoinRequest is the body of POST /v1/cluster/join.
