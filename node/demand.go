@@ -17,12 +17,7 @@ func (e *Engine) Demand() map[string]float64 {
 	rs := e.rules.Load()
 	out := make(map[string]float64, rs.compiled.Len())
 	for i := range rs.compiled.Len() {
-		rc := &rs.counters[i]
-		total := 0.0
-		for m := range modes {
-			total += counterValue(rc.allowed[m]) + counterValue(rc.denied[m]) + counterValue(rc.shadowDenied[m])
-		}
-		out[rs.compiled.Rule(i).Rule.Name] = total
+		out[rs.compiled.Rule(i).Rule.Name] = rs.counters[i].value()
 	}
 	return out
 }

@@ -37,7 +37,8 @@ type ruleSet struct {
 	version  uint64
 	compiled *rules.Compiled
 	limits   []buckets.Limit // by rule index; zero for quota rules
-	counters []ruleCounters  // by rule index
+	counters []*ruleCounters // by rule index; nil without metrics
+	noRule   *ruleCounters   // decisions no rule applies to
 }
 
 // maxRulesPerRequest bounds the stack buffers of applicable rules; more
@@ -92,20 +93,41 @@ func NewEngine(opts ...EngineOption) *Engine {
 // and key, so buckets of rules that survive an update keep their tokens.
 func (e *Engine) SetRules(version uint64, set *rules.Set) {
 	c := rules.Compile(set)
+	possible := e.possibleModes()
 	rs := &ruleSet{
 		version:  version,
 		compiled: c,
 		limits:   make([]buckets.Limit, c.Len()),
-		counters: make([]ruleCounters, c.Len()),
+		counters: make([]*ruleCounters, c.Len()),
+		noRule:   e.metrics.countersFor("", false, possible),
 	}
+	kept := make(map[string]bool, c.Len())
 	for i := 0; i < c.Len(); i++ {
 		r := c.Rule(i).Rule
 		if r.Limit != nil {
 			rs.limits[i] = buckets.NewLimit(r.Limit.Rate, time.Duration(r.Limit.Per), r.Limit.Burst)
 		}
-		rs.counters[i] = e.metrics.countersFor(r.Name)
+		rs.counters[i] = e.metrics.countersFor(r.Name, r.Shadow, possible)
+		kept[r.Name] = true
 	}
-	e.rules.Store(rs)
+	prev := e.rules.Swap(rs)
+	if prev == nil {
+		return
+	}
+	for i := 0; i < prev.compiled.Len(); i++ {
+		if name := prev.compiled.Rule(i).Rule.Name; !kept[name] {
+			e.metrics.forget(name)
+		}
+	}
+}
+
+// possibleModes are the modes this engine can decide in, whatever happens
+// to Redis: the series its metrics show from the start.
+func (e *Engine) possibleModes() []check.Mode {
+	if e.global == nil {
+		return []check.Mode{check.ModeLocal}
+	}
+	return []check.Mode{check.ModeGlobal, check.ModeFallback}
 }
 
 // RulesVersion returns the version of the installed rules.

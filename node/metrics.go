@@ -2,6 +2,7 @@ package node
 
 import (
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,10 +12,16 @@ import (
 
 // EngineMetrics are the decision-path metrics (SPEC §9). Per-rule counters
 // are resolved once per rules version, so the hot path only does atomic adds.
+//
+// sluice_decisions_total shows only series that can occur on this node:
+// each rule's own results (allowed plus denied, or shadow_denied for a
+// shadow rule) in the modes the engine can decide in (local without Redis,
+// global and fallback with it) start at zero; any other combination
+// appears on its first decision. A rule's series go when the rule does, so
+// the label set stays bounded by the rules document.
 type EngineMetrics struct {
 	decisions *prometheus.CounterVec
 	duration  prometheus.Histogram
-	noRule    ruleCounters
 }
 
 // NewEngineMetrics registers the decision metrics with reg.
@@ -31,15 +38,27 @@ func NewEngineMetrics(reg prometheus.Registerer) *EngineMetrics {
 		}),
 	}
 	reg.MustRegister(m.decisions, m.duration)
-	m.noRule = m.countersFor("")
 	return m
 }
 
 var modes = [...]check.Mode{check.ModeLocal, check.ModeGlobal, check.ModeFallback}
 
-// ruleCounters holds one rule's counters by mode index.
+// The result label's values, by result index.
+const (
+	resultAllowed = iota
+	resultDenied
+	resultShadowDenied
+	numResults
+)
+
+var resultNames = [numResults]string{"allowed", "denied", "shadow_denied"}
+
+// ruleCounters holds one rule's counters by result and mode index, each
+// created on first use (see EngineMetrics). Nil without metrics.
 type ruleCounters struct {
-	allowed, denied, shadowDenied [len(modes)]prometheus.Counter
+	vec    *prometheus.CounterVec
+	rule   string
+	series [numResults][len(modes)]atomic.Pointer[prometheus.Counter]
 }
 
 func modeIndex(m check.Mode) int {
@@ -51,17 +70,58 @@ func modeIndex(m check.Mode) int {
 	return 0
 }
 
-func (m *EngineMetrics) countersFor(rule string) ruleCounters {
-	var rc ruleCounters
+// countersFor returns rule's counters with the series it can produce in
+// the given modes already at zero.
+func (m *EngineMetrics) countersFor(rule string, shadow bool, possible []check.Mode) *ruleCounters {
 	if m == nil {
-		return rc
+		return nil
 	}
-	for i, mode := range modes {
-		rc.allowed[i] = m.decisions.WithLabelValues(rule, "allowed", string(mode))
-		rc.denied[i] = m.decisions.WithLabelValues(rule, "denied", string(mode))
-		rc.shadowDenied[i] = m.decisions.WithLabelValues(rule, "shadow_denied", string(mode))
+	rc := &ruleCounters{vec: m.decisions, rule: rule}
+	results := []int{resultAllowed}
+	switch {
+	case rule == "":
+	case shadow:
+		results = append(results, resultShadowDenied)
+	default:
+		results = append(results, resultDenied)
+	}
+	for _, mode := range possible {
+		for _, res := range results {
+			rc.counter(res, modeIndex(mode))
+		}
 	}
 	return rc
+}
+
+// forget drops the series of rule, which left the rules.
+func (m *EngineMetrics) forget(rule string) {
+	if m != nil {
+		m.decisions.DeletePartialMatch(prometheus.Labels{"rule": rule})
+	}
+}
+
+// counter returns the series for result and mode, creating it on first use.
+func (rc *ruleCounters) counter(result, mode int) prometheus.Counter {
+	slot := &rc.series[result][mode]
+	if c := slot.Load(); c != nil {
+		return *c
+	}
+	c := rc.vec.WithLabelValues(rc.rule, resultNames[result], string(modes[mode]))
+	slot.Store(&c)
+	return c
+}
+
+// value is the sum of rc's series: decisions made under the rule.
+func (rc *ruleCounters) value() float64 {
+	total := 0.0
+	for r := range rc.series {
+		for m := range rc.series[r] {
+			if c := rc.series[r][m].Load(); c != nil {
+				total += counterValue(*c)
+			}
+		}
+	}
+	return total
 }
 
 // latencySampleMask samples 1 in 8 decisions for the latency histogram:
@@ -85,18 +145,18 @@ func (m *EngineMetrics) observe(rs *ruleSet, applicable []int, d *check.Decision
 func (m *EngineMetrics) count(rs *ruleSet, applicable []int, d *check.Decision, t *counterTally) {
 	mi := modeIndex(d.Mode)
 	if len(applicable) == 0 {
-		t.inc(m.noRule.allowed[mi])
+		t.inc(rs.noRule.counter(resultAllowed, mi))
 	}
 	for n, i := range applicable {
-		rc := &rs.counters[i]
+		rc := rs.counters[i]
 		res := &d.Results[n]
 		switch {
 		case res.Allowed:
-			t.inc(rc.allowed[mi])
+			t.inc(rc.counter(resultAllowed, mi))
 		case res.Shadow:
-			t.inc(rc.shadowDenied[mi])
+			t.inc(rc.counter(resultShadowDenied, mi))
 		default:
-			t.inc(rc.denied[mi])
+			t.inc(rc.counter(resultDenied, mi))
 		}
 	}
 }

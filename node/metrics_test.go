@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -101,4 +102,68 @@ func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 
 		}
 	}
 	return 0
+}
+
+// A node shows sluice_decisions_total series only for what can happen on
+// it: a local engine's rules in mode local, allowed plus denied (or
+// shadow_denied for a shadow rule); other combinations appear when they
+// occur, and a rule's series go with the rule.
+func TestDecisionSeriesAreOnlyThoseThatCanOccur(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := NewEngine(WithMetrics(NewEngineMetrics(reg)))
+	t.Cleanup(func() { e.Close(context.Background()) })
+	e.SetRules(1, mustRules(t, `{"rules":[
+		{"name":"strict","key":["ip"],"limit":{"rate":1,"per":"1h","burst":1}},
+		{"name":"watch","key":["ip"],"limit":{"rate":1,"per":"1h","burst":1},"shadow":true}]}`))
+	want := []string{
+		"mode=local,result=allowed,rule=",
+		"mode=local,result=allowed,rule=strict",
+		"mode=local,result=denied,rule=strict",
+		"mode=local,result=allowed,rule=watch",
+		"mode=local,result=shadow_denied,rule=watch",
+	}
+	assertSeries(t, reg, want)
+
+	for range 2 {
+		if _, err := e.Decide(context.Background(), check.Request{Attributes: attrs("ip", "10.0.0.1")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	assertSeries(t, reg, want)
+	if got := counterValues(t, reg); got["mode=local,result=denied,rule=strict"] != 1 || got["mode=local,result=shadow_denied,rule=watch"] != 1 {
+		t.Errorf("after two decisions: %v", got)
+	}
+
+	e.SetRules(2, mustRules(t, `{"rules":[{"name":"watch","key":["ip"],"limit":{"rate":1,"per":"1h","burst":1},"shadow":true}]}`))
+	assertSeries(t, reg, []string{
+		"mode=local,result=allowed,rule=",
+		"mode=local,result=allowed,rule=watch",
+		"mode=local,result=shadow_denied,rule=watch",
+	})
+	if got := counterValues(t, reg); got["mode=local,result=shadow_denied,rule=watch"] != 1 {
+		t.Errorf("a rule that stays keeps its count: %v", got)
+	}
+}
+
+// assertSeries fails unless reg's sluice_decisions_total has exactly the
+// series want (labels as labelString writes them).
+func assertSeries(t *testing.T, reg *prometheus.Registry, want []string) {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range families {
+		if f.GetName() == "sluice_decisions_total" {
+			for _, m := range f.GetMetric() {
+				got = append(got, labelString(m))
+			}
+		}
+	}
+	slices.Sort(got)
+	want = slices.Sorted(slices.Values(want))
+	if !slices.Equal(got, want) {
+		t.Errorf("sluice_decisions_total series:\n got %v\nwant %v", got, want)
+	}
 }

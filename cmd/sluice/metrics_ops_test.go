@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -89,5 +90,45 @@ func TestMetricLabelsAreBounded(t *testing.T) {
 	families := scrape(t, n.url)
 	if got := counterSum(families, "sluice_http_requests_total", map[string]string{"route": "unmatched", "code": "404"}); got != 2 {
 		t.Errorf(`sluice_http_requests_total{route="unmatched",code="404"} = %v, want 2`, got)
+	}
+}
+
+// sluice_decisions_total has no series a node cannot produce: a node
+// without Redis shows mode local only, a node with Redis global and
+// fallback only; the shadow rule (tenant) shows shadow_denied, never
+// denied, and the others the reverse. With the four sample rules plus
+// "no rule" that is 1+4·2 series per mode.
+func TestDecisionSeriesMatchTheNode(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		start func(*testing.T) *liveNode
+		modes []string
+	}{
+		{"local", func(t *testing.T) *liveNode { return startLiveNode(t) }, []string{"local"}},
+		{"redis", startGlobalNode, []string{"global", "fallback"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := tc.start(t)
+			fam := scrape(t, n.url)["sluice_decisions_total"]
+			if fam == nil {
+				t.Fatal("/metrics lacks sluice_decisions_total")
+			}
+			if got, want := len(fam.GetMetric()), len(tc.modes)*(1+4*2); got != want {
+				t.Errorf("%d sluice_decisions_total series, want %d", got, want)
+			}
+			for _, m := range fam.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if !slices.Contains(tc.modes, labels["mode"]) {
+					t.Errorf("series %v: mode cannot occur on this node (modes %v)", labels, tc.modes)
+				}
+				shadowRule := labels["rule"] == "tenant"
+				if (labels["result"] == "shadow_denied" && !shadowRule) || (labels["result"] == "denied" && shadowRule) {
+					t.Errorf("series %v cannot occur for this rule", labels)
+				}
+			}
+		})
 	}
 }
