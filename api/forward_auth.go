@@ -3,7 +3,6 @@ package api
 import (
 	"errors"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"path"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/sluicehq/sluice/api/check"
+	"github.com/sluicehq/sluice/api/clientip"
 	"github.com/sluicehq/sluice/api/middleware"
 )
 
@@ -63,8 +63,8 @@ func (s *Server) handleForwardAuth(c *gin.Context) {
 // forwardedAttrs appends to dst the attributes of the request a proxy
 // describes in r's headers. Headers that are absent leave their attribute
 // out, so rules keyed on it do not apply (SPEC §3).
-func forwardedAttrs(r *http.Request, trusted []netip.Prefix, dst check.Attrs) (check.Attrs, error) {
-	ip, err := clientIP(r, trusted)
+func forwardedAttrs(r *http.Request, trusted clientip.Proxies, dst check.Attrs) (check.Attrs, error) {
+	ip, err := trusted.Of(r)
 	if err != nil {
 		return dst, err
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/api/clientip"
 	"github.com/sluicehq/sluice/fsm/rules"
 	"github.com/sluicehq/sluice/node"
 )
@@ -184,7 +185,7 @@ func TestNginxAuthRequest(t *testing.T) {
 	engine.SetRules(1, set)
 	// nginx connects to Sluice from 127.0.0.1; the clients use other
 	// loopback addresses, which must not be trusted.
-	trusted, err := api.ParseTrustedProxies("127.0.0.1/32")
+	trusted, err := clientip.Parse("127.0.0.1/32")
 	if err != nil {
 		t.Fatal(err)
 	}

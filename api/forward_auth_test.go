@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/api/check"
+	"github.com/sluicehq/sluice/api/clientip"
 	"github.com/sluicehq/sluice/fsm/rules"
 	"github.com/sluicehq/sluice/node"
 )
@@ -48,13 +48,19 @@ const forwardAuthRules = `{"rules": [
 
 func newForwardAuthServer(t *testing.T, trusted string) (http.Handler, *recordingEngine) {
 	t.Helper()
-	set, err := rules.Parse([]byte(forwardAuthRules))
+	return newServerTrusting(t, forwardAuthRules, trusted)
+}
+
+// newServerTrusting serves rulesJSON with --trusted-proxies set to trusted.
+func newServerTrusting(t *testing.T, rulesJSON, trusted string) (http.Handler, *recordingEngine) {
+	t.Helper()
+	set, err := rules.Parse([]byte(rulesJSON))
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := &recordingEngine{Engine: node.NewEngine()}
 	e.SetRules(1, set)
-	prefixes, err := api.ParseTrustedProxies(trusted)
+	prefixes, err := clientip.Parse(trusted)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,20 +254,5 @@ func TestForwardAuthBadInput(t *testing.T) {
 		if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), `"field":"`+tc.wantField+`"`) {
 			t.Errorf("%s %v: %d %s, want 400 naming %s", tc.query, tc.headers, w.Code, w.Body, tc.wantField)
 		}
-	}
-}
-
-func TestParseTrustedProxies(t *testing.T) {
-	got, err := api.ParseTrustedProxies(" 127.0.0.0/8, ::1 ,10.1.2.3/8,192.0.2.1,")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128"),
-		netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.1/32")}
-	if !slices.Equal(got, want) {
-		t.Fatalf("got %v, want %v", got, want)
-	}
-	if _, err := api.ParseTrustedProxies("127.0.0.1/33"); err == nil {
-		t.Fatal("bad CIDR accepted")
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/netip"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/api/admin"
 	"github.com/sluicehq/sluice/api/check"
+	"github.com/sluicehq/sluice/api/clientip"
 	"github.com/sluicehq/sluice/api/middleware"
 )
 
@@ -39,8 +39,8 @@ type Config struct {
 	// Registry collects the metrics served on /metrics; nil means a private one.
 	Registry *prometheus.Registry
 	// TrustedProxies are the peers whose X-Forwarded-For and X-Real-IP
-	// /v1/forward-auth believes; nil trusts nobody.
-	TrustedProxies []netip.Prefix
+	// /v1/forward-auth and /ping believe; nil trusts nobody.
+	TrustedProxies clientip.Proxies
 }
 
 // Validate reports a configuration the server cannot run with.
@@ -73,6 +73,11 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
+	// gin's own client-IP logic trusts every proxy by default; clientip is
+	// the one notion of the client here, so c.ClientIP() is just the peer.
+	if err := r.SetTrustedProxies(nil); err != nil {
+		return nil, err
+	}
 	r.Use(gin.Recovery(), newHTTPMetrics(cfg.Registry).handler(), limitBody)
 	s := &Server{cfg: cfg, router: r}
 
@@ -80,6 +85,7 @@ func NewServer(cfg Config) (*Server, error) {
 	r.POST("/v1/check/batch", s.handleBatch)
 	r.Any("/v1/forward-auth", s.handleForwardAuth)
 	r.GET("/ping", middleware.New(cfg.Engine,
+		middleware.WithTrustedProxies(cfg.TrustedProxies),
 		middleware.WithClientIP(), middleware.WithRouteTemplate(), middleware.WithMethod(),
 		middleware.FailOpen()),
 		func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"message": "pong"}) })

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/api/check"
+	"github.com/sluicehq/sluice/api/clientip"
 	"github.com/sluicehq/sluice/api/envoy"
 	"github.com/sluicehq/sluice/fsm/rules"
 	"github.com/sluicehq/sluice/node"
@@ -30,7 +31,8 @@ const envoyRules = `{"rules": [
 	{"name": "per-user", "match": {"domain": "edge"}, "key": ["user"], "limit": {"rate": 1, "per": "1h", "burst": 3}},
 	{"name": "per-path", "match": {"domain": "edge"}, "key": ["path"], "limit": {"rate": 2, "per": "90s", "burst": 2}},
 	{"name": "shadowed", "match": {"domain": "edge"}, "key": ["shadow"], "limit": {"rate": 1, "per": "1h"}, "shadow": true},
-	{"name": "daily", "match": {"domain": "edge"}, "key": ["account"], "quota": {"limit": 1000, "per": "day"}}]}`
+	{"name": "daily", "match": {"domain": "edge"}, "key": ["account"], "quota": {"limit": 1000, "per": "day"}},
+	{"name": "per-client", "match": {"domain": "clients"}, "key": ["remote_address"], "limit": {"rate": 1, "per": "1h", "burst": 1}}]}`
 
 // liveNode is a live engine behind both the gRPC service and the HTTP API.
 type liveNode struct {
@@ -38,7 +40,11 @@ type liveNode struct {
 	httpURL string
 }
 
-func startNode(t *testing.T) liveNode {
+// startNode serves with no trusted proxies, like a node whose
+// --trusted-proxies leaves out the test's loopback client.
+func startNode(t *testing.T) liveNode { return startNodeTrusting(t, nil) }
+
+func startNodeTrusting(t *testing.T, proxies clientip.Proxies) liveNode {
 	t.Helper()
 	set, err := rules.Parse([]byte(envoyRules))
 	if err != nil {
@@ -51,7 +57,7 @@ func startNode(t *testing.T) liveNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := envoy.NewServer(engine)
+	srv := envoy.NewServer(engine, proxies)
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -248,5 +254,49 @@ func TestMalformedRequestsAreInvalidArgument(t *testing.T) {
 	// The rejected request with a valid first descriptor spent nothing.
 	if st := n.should(t, 0, descriptor("user", "hank")).Statuses[0]; st.LimitRemaining != 2 {
 		t.Fatalf("hank after a rejected request: remaining %d, want 2", st.LimitRemaining)
+	}
+}
+
+// clientCall asks about one request from the client Envoy names in
+// remote_address, in the "clients" domain (one token per client per hour).
+func (n liveNode) clientCall(t *testing.T, client string) rlsv3.RateLimitResponse_Code {
+	t.Helper()
+	resp, err := n.rls.ShouldRateLimit(context.Background(), &rlsv3.RateLimitRequest{Domain: "clients",
+		Descriptors: []*ratelimitv3.RateLimitDescriptor{descriptor("remote_address", client)}})
+	if err != nil {
+		t.Fatalf("ShouldRateLimit: %v", err)
+	}
+	return resp.OverallCode
+}
+
+// An untrusted peer cannot pick the client's bucket with remote_address:
+// every claim it makes counts against its own address.
+func TestRemoteAddressFromUntrustedPeerIsThePeer(t *testing.T) {
+	n := startNode(t)
+	if code := n.clientCall(t, "203.0.113.1"); code != rlsv3.RateLimitResponse_OK {
+		t.Fatalf("first call: %v, want OK", code)
+	}
+	for i, forged := range []string{"203.0.113.2", "198.51.100.7", "2001:db8::1"} {
+		if code := n.clientCall(t, forged); code != rlsv3.RateLimitResponse_OVER_LIMIT {
+			t.Fatalf("forged remote_address %d (%s): %v, want OVER_LIMIT (the peer's one token is spent)", i, forged, code)
+		}
+	}
+}
+
+// A trusted Envoy's remote_address is the client: clients have their own
+// buckets.
+func TestRemoteAddressFromTrustedPeerIsBelieved(t *testing.T) {
+	trusted, err := clientip.Parse("127.0.0.0/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNodeTrusting(t, trusted)
+	for _, client := range []string{"203.0.113.1", "203.0.113.2"} {
+		if code := n.clientCall(t, client); code != rlsv3.RateLimitResponse_OK {
+			t.Fatalf("%s's first call: %v, want OK", client, code)
+		}
+	}
+	if code := n.clientCall(t, "203.0.113.1"); code != rlsv3.RateLimitResponse_OVER_LIMIT {
+		t.Fatalf("203.0.113.1's second call: %v, want OVER_LIMIT", code)
 	}
 }

@@ -17,12 +17,19 @@ const domainAttr = "domain"
 // maxDescriptors bounds one request, as /v1/check/batch bounds a batch.
 const maxDescriptors = 1000
 
+// clientAddressKey is the entry Envoy's remote_address action fills with
+// the client's address. It is a claim about someone else, so it is believed
+// only from a trusted proxy; from any other peer the entry becomes that
+// peer's own address, exactly as X-Forwarded-For is treated over HTTP.
+const clientAddressKey = "remote_address"
+
 // checksOf turns each descriptor into one check: its entries as attributes
 // plus the domain, and the hits to add as the cost. A descriptor's own
 // hits_addend overrides the request's; 0 (unset) means 1, as in Envoy's
 // service. The descriptor's limit override is ignored: Sluice's rules are
 // the authority on limits.
-func checksOf(req *rlsv3.RateLimitRequest) ([]check.Request, error) {
+// clientAddr resolves a remote_address claim (see clientAddressKey).
+func checksOf(req *rlsv3.RateLimitRequest, clientAddr func(claim string) string) ([]check.Request, error) {
 	switch n := len(req.GetDescriptors()); {
 	case req.GetDomain() == "":
 		return nil, fmt.Errorf("domain must not be empty")
@@ -33,7 +40,7 @@ func checksOf(req *rlsv3.RateLimitRequest) ([]check.Request, error) {
 	}
 	checks := make([]check.Request, len(req.Descriptors))
 	for i, desc := range req.Descriptors {
-		attrs, err := attributesOf(req.Domain, desc)
+		attrs, err := attributesOf(req.Domain, desc, clientAddr)
 		if err != nil {
 			return nil, fmt.Errorf("descriptors[%d].%w", i, err)
 		}
@@ -45,7 +52,7 @@ func checksOf(req *rlsv3.RateLimitRequest) ([]check.Request, error) {
 	return checks, nil
 }
 
-func attributesOf(domain string, desc *ratelimitv3.RateLimitDescriptor) (check.Attrs, error) {
+func attributesOf(domain string, desc *ratelimitv3.RateLimitDescriptor, clientAddr func(string) string) (check.Attrs, error) {
 	if len(desc.GetEntries()) == 0 {
 		return nil, fmt.Errorf("entries: must not be empty")
 	}
@@ -62,7 +69,11 @@ func attributesOf(domain string, desc *ratelimitv3.RateLimitDescriptor) (check.A
 			}
 			return nil, fmt.Errorf("entries[%d].key: %q appears twice", j, key)
 		}
-		attrs = append(attrs, check.Attr{Name: key, Value: e.GetValue()})
+		value := e.GetValue()
+		if key == clientAddressKey {
+			value = clientAddr(value)
+		}
+		attrs = append(attrs, check.Attr{Name: key, Value: value})
 	}
 	return attrs, nil
 }

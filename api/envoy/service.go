@@ -15,9 +15,11 @@ import (
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/sluicehq/sluice/api/check"
+	"github.com/sluicehq/sluice/api/clientip"
 	"github.com/sluicehq/sluice/fsm/rules"
 )
 
@@ -34,17 +36,22 @@ type Engine interface {
 // Service implements RateLimitService on an Engine.
 type Service struct {
 	rlsv3.UnimplementedRateLimitServiceServer
-	engine Engine
+	engine  Engine
+	proxies clientip.Proxies
 }
 
-// NewService returns the rate limit service for engine.
-func NewService(engine Engine) *Service { return &Service{engine: engine} }
+// NewService returns the rate limit service for engine. Only peers in
+// proxies (--trusted-proxies: the Envoys) may say who the client is; see
+// clientAddressKey.
+func NewService(engine Engine, proxies clientip.Proxies) *Service {
+	return &Service{engine: engine, proxies: proxies}
+}
 
 // NewServer returns a gRPC server with the service registered, ready to
 // Serve on --grpc-addr.
-func NewServer(engine Engine, opts ...grpc.ServerOption) *grpc.Server {
+func NewServer(engine Engine, proxies clientip.Proxies, opts ...grpc.ServerOption) *grpc.Server {
 	s := grpc.NewServer(opts...)
-	rlsv3.RegisterRateLimitServiceServer(s, NewService(engine))
+	rlsv3.RegisterRateLimitServiceServer(s, NewService(engine, proxies))
 	return s
 }
 
@@ -53,7 +60,11 @@ func NewServer(engine Engine, opts ...grpc.ServerOption) *grpc.Server {
 // hits are counted. A descriptor no rule applies to is OK, as with Envoy's
 // own service.
 func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
-	checks, err := checksOf(req)
+	var peerAddr string
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		peerAddr = p.Addr.String()
+	}
+	checks, err := checksOf(req, func(claim string) string { return s.proxies.Claimed(peerAddr, claim) })
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}

@@ -39,6 +39,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/sluicehq/sluice/api/client"
+	"github.com/sluicehq/sluice/api/clientip"
 	"github.com/sluicehq/sluice/api/middleware"
 )
 
@@ -47,9 +48,14 @@ func main() {
 	sluiceAddr := flag.String("sluice", "127.0.0.1:8000", "Sluice node HTTP address (host:port or http://host:port)")
 	timeout := flag.Duration("timeout", middleware.DefaultTimeout, "per-decision timeout")
 	closed := flag.Bool("fail-closed", false, "answer 503 when Sluice is unreachable instead of letting requests through")
+	trusted := flag.String("trusted-proxies", "", "CIDRs of the load balancers whose X-Forwarded-For is believed [none: the client is the TCP peer]")
 	flag.Parse()
+	proxies, err := clientip.Parse(*trusted)
+	if err != nil {
+		log.Fatalf("--trusted-proxies: %v", err)
+	}
 
-	srv := &http.Server{Addr: *listen, Handler: newRouter(*sluiceAddr, *timeout, *closed), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Addr: *listen, Handler: newRouter(*sluiceAddr, *timeout, *closed, proxies), ReadHeaderTimeout: 5 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	go func() {
@@ -64,7 +70,7 @@ func main() {
 	}
 }
 
-func newRouter(sluiceAddr string, timeout time.Duration, failClosed bool) *gin.Engine {
+func newRouter(sluiceAddr string, timeout time.Duration, failClosed bool, proxies clientip.Proxies) *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.Use(gin.Logger(), gin.Recovery())
@@ -74,7 +80,7 @@ func newRouter(sluiceAddr string, timeout time.Duration, failClosed bool) *gin.E
 		onError = middleware.FailClosed()
 	}
 	limited := middleware.New(client.New(sluiceAddr),
-		middleware.WithClientIP(), middleware.WithRouteTemplate(), middleware.WithMethod(),
+		middleware.WithTrustedProxies(proxies), middleware.WithClientIP(), middleware.WithRouteTemplate(), middleware.WithMethod(),
 		middleware.WithHeader("X-Tenant", "tenant"),
 		middleware.WithCost(tokensRequested),
 		middleware.WithTimeout(timeout), onError)

@@ -8,6 +8,7 @@ package middleware
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -24,7 +25,12 @@ import (
 func New(d check.Decider, opts ...Option) gin.HandlerFunc {
 	cfg := newConfig(opts)
 	return func(c *gin.Context) {
-		req := check.Request{Attributes: cfg.attributesOf(c), Cost: cfg.costOf(c)}
+		attrs, err := cfg.attributesOf(c)
+		if err != nil {
+			badRequest(c, err)
+			return
+		}
+		req := check.Request{Attributes: attrs, Cost: cfg.costOf(c)}
 		ctx, cancel := cfg.decisionContext(c.Request.Context())
 		decision, err := d.Decide(ctx, req)
 		cancel()
@@ -57,14 +63,18 @@ func (cfg *config) decisionContext(parent context.Context) (context.Context, con
 
 // attributesOf extracts the configured attributes; absent ones are left out
 // so rules keyed on them do not apply (SPEC §3).
-func (cfg *config) attributesOf(c *gin.Context) check.Attrs {
+func (cfg *config) attributesOf(c *gin.Context) (check.Attrs, error) {
 	attrs := make(check.Attrs, 0, len(cfg.attributes))
 	for _, a := range cfg.attributes {
-		if v, ok := a.value(c); ok {
+		v, ok, err := a.value(c)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
 			attrs = append(attrs, check.Attr{Name: a.name, Value: v})
 		}
 	}
-	return attrs
+	return attrs, nil
 }
 
 func (cfg *config) costOf(c *gin.Context) int64 {
@@ -72,6 +82,17 @@ func (cfg *config) costOf(c *gin.Context) int64 {
 		return 1
 	}
 	return max(cfg.cost(c), 1)
+}
+
+// badRequest answers a request whose attributes cannot be read, like the
+// node does: 400 {"error", "field"}.
+func badRequest(c *gin.Context, err error) {
+	body := gin.H{"error": err.Error()}
+	var fe *check.FieldError
+	if errors.As(err, &fe) {
+		body = gin.H{"error": fe.Msg, "field": fe.Field}
+	}
+	c.AbortWithStatusJSON(http.StatusBadRequest, body)
 }
 
 // limitReachedBody is the default throttled answer (SPEC §5, /ping).

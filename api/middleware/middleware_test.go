@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/sluicehq/sluice/api/check"
+	"github.com/sluicehq/sluice/api/clientip"
 )
 
 func init() { gin.SetMode(gin.TestMode) }
@@ -134,10 +137,7 @@ func TestSilentLimitReachedHandlerStillDenies(t *testing.T) {
 func TestDefaultAttributes(t *testing.T) {
 	d := answering(allowed)
 	handled := 0
-	r := app(d, &handled)
-	if err := r.SetTrustedProxies([]string{"192.0.2.1"}); err != nil {
-		t.Fatal(err)
-	}
+	r := app(d, &handled, WithTrustedProxies(clientip.Proxies{netip.MustParsePrefix("192.0.2.1/32")}))
 	req := httptest.NewRequest(http.MethodGet, "/users/42", nil) // RemoteAddr 192.0.2.1
 	req.Header.Set("X-Forwarded-For", "203.0.113.7")
 	serve(r, req)
@@ -149,17 +149,46 @@ func TestDefaultAttributes(t *testing.T) {
 	}
 }
 
-func TestClientIPIgnoresUntrustedForwardedFor(t *testing.T) {
+// gin.New() trusts every proxy for c.ClientIP(); the middleware must not:
+// without WithTrustedProxies the client is the TCP peer whatever the
+// headers say.
+func TestClientIPIgnoresForgedHeadersByDefault(t *testing.T) {
+	for _, header := range []string{"X-Forwarded-For", "X-Real-IP"} {
+		d := answering(allowed)
+		handled := 0
+		r := app(d, &handled, WithClientIP())
+		req := httptest.NewRequest(http.MethodGet, "/users/42", nil)
+		req.Header.Set(header, "203.0.113.7")
+		serve(r, req)
+		assertAttrs(t, d.last(t).Attributes, check.Attrs{{Name: "ip", Value: "192.0.2.1"}})
+	}
+}
+
+// Only hops that are themselves trusted are walked past.
+func TestClientIPWalksTrustedHops(t *testing.T) {
 	d := answering(allowed)
 	handled := 0
-	r := app(d, &handled, WithClientIP())
-	if err := r.SetTrustedProxies(nil); err != nil {
+	proxies, err := clientip.Parse("192.0.2.0/24, 10.0.0.0/8")
+	if err != nil {
 		t.Fatal(err)
 	}
+	r := app(d, &handled, WithClientIP(), WithTrustedProxies(proxies))
 	req := httptest.NewRequest(http.MethodGet, "/users/42", nil)
-	req.Header.Set("X-Forwarded-For", "203.0.113.7")
+	req.Header.Set("X-Forwarded-For", "6.6.6.6, 203.0.113.7, 10.1.1.1")
 	serve(r, req)
-	assertAttrs(t, d.last(t).Attributes, check.Attrs{{Name: "ip", Value: "192.0.2.1"}})
+	assertAttrs(t, d.last(t).Attributes, check.Attrs{{Name: "ip", Value: "203.0.113.7"}})
+}
+
+func TestClientIPMalformedHeaderFromTrustedProxyIs400(t *testing.T) {
+	d := answering(allowed)
+	handled := 0
+	r := app(d, &handled, WithClientIP(), WithTrustedProxies(clientip.Proxies{netip.MustParsePrefix("192.0.2.1/32")}))
+	req := httptest.NewRequest(http.MethodGet, "/users/42", nil)
+	req.Header.Set("X-Forwarded-For", "not-an-ip")
+	w := serve(r, req)
+	if w.Code != http.StatusBadRequest || handled != 0 || !strings.Contains(w.Body.String(), `"field":"X-Forwarded-For"`) {
+		t.Fatalf("%d %s handled %d; want 400 naming X-Forwarded-For", w.Code, w.Body, handled)
+	}
 }
 
 func TestRouteFallsBackToPathWithoutMatch(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/sluicehq/sluice/api/check"
+	"github.com/sluicehq/sluice/api/clientip"
 )
 
 // DefaultTimeout bounds each decision unless WithTimeout says otherwise: a
@@ -15,13 +16,17 @@ const DefaultTimeout = 100 * time.Millisecond
 // Option configures the middleware.
 type Option func(*config)
 
+// attribute is one configured attribute. value fails only on input the
+// client got wrong (a malformed X-Forwarded-For from a trusted proxy), which
+// is answered 400.
 type attribute struct {
 	name  string
-	value func(*gin.Context) (string, bool)
+	value func(*gin.Context) (string, bool, error)
 }
 
 type config struct {
 	attributes     []attribute
+	proxies        clientip.Proxies
 	cost           func(*gin.Context) int64
 	onLimitReached func(*gin.Context, check.Decision)
 	onError        func(*gin.Context, error)
@@ -47,7 +52,7 @@ func newConfig(opts []Option) *config {
 
 // withAttribute adds an attribute; a later option for the same name replaces
 // the earlier one, because attribute names are unique in a request.
-func withAttribute(name string, fn func(*gin.Context) (string, bool)) Option {
+func withAttribute(name string, fn func(*gin.Context) (string, bool, error)) Option {
 	return func(cfg *config) {
 		for i := range cfg.attributes {
 			if cfg.attributes[i].name == name {
@@ -62,45 +67,65 @@ func withAttribute(name string, fn func(*gin.Context) (string, bool)) Option {
 // The attribute options below replace the default attribute set (ip, route,
 // method): once any is given, only the listed attributes are sent.
 
-// WithClientIP sends attribute "ip": gin's ClientIP, which believes
-// X-Forwarded-For only from the engine's trusted proxies.
+// WithClientIP sends attribute "ip": the client's address as clientip
+// reads it, i.e. the TCP peer unless the peer is one of the proxies given to
+// WithTrustedProxies. gin's own c.ClientIP() and its SetTrustedProxies play
+// no part, so the limit cannot be escaped by a forged X-Forwarded-For even
+// when gin is left at its trust-everyone default.
 func WithClientIP() Option {
-	return withAttribute("ip", func(c *gin.Context) (string, bool) { return c.ClientIP(), true })
+	return func(cfg *config) {
+		withAttribute("ip", func(c *gin.Context) (string, bool, error) {
+			ip, err := cfg.proxies.Of(c.Request)
+			return ip, err == nil, err
+		})(cfg)
+	}
+}
+
+// WithTrustedProxies names the proxies (load balancers, ingress) whose
+// X-Forwarded-For and X-Real-IP WithClientIP believes, walking
+// X-Forwarded-For right to left past trusted hops. The default trusts none:
+// the client is the TCP peer. Parse a --trusted-proxies style list with
+// clientip.Parse.
+func WithTrustedProxies(p clientip.Proxies) Option {
+	return func(cfg *config) { cfg.proxies = p }
 }
 
 // WithRouteTemplate sends attribute "route": the matched route template
 // (e.g. /users/:id, so one rule covers every user), or the URL path when no
 // route matched.
 func WithRouteTemplate() Option {
-	return withAttribute("route", func(c *gin.Context) (string, bool) {
+	return withAttribute("route", func(c *gin.Context) (string, bool, error) {
 		if p := c.FullPath(); p != "" {
-			return p, true
+			return p, true, nil
 		}
-		return c.Request.URL.Path, true
+		return c.Request.URL.Path, true, nil
 	})
 }
 
 // WithMethod sends attribute "method".
 func WithMethod() Option {
-	return withAttribute("method", func(c *gin.Context) (string, bool) { return c.Request.Method, true })
+	return withAttribute("method", func(c *gin.Context) (string, bool, error) { return c.Request.Method, true, nil })
 }
 
 // WithHeader sends attribute attr with the value of the request header; a
 // request without the header lacks the attribute.
 func WithHeader(header, attr string) Option {
-	return withAttribute(attr, func(c *gin.Context) (string, bool) {
+	return withAttribute(attr, func(c *gin.Context) (string, bool, error) {
 		v := c.Request.Header.Values(header)
 		if len(v) == 0 {
-			return "", false
+			return "", false, nil
 		}
-		return v[0], true
+		return v[0], true, nil
 	})
 }
 
 // WithAttribute sends attribute name with the value fn returns; false leaves
 // the attribute out.
 func WithAttribute(name string, fn func(*gin.Context) (string, bool)) Option {
-	return withAttribute(name, fn)
+	return withAttribute(name, func(c *gin.Context) (string, bool, error) {
+		v, ok := fn(c)
+		return v, ok, nil
+	})
 }
 
 // WithCost sets each request's cost (e.g. tokens named in a header); values

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/api/clientip"
 	"github.com/sluicehq/sluice/fsm/rules"
 	"github.com/sluicehq/sluice/lua"
 	"github.com/sluicehq/sluice/node"
@@ -53,7 +54,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.rulesFile, "rules", "", "rules applied when this node bootstraps a new cluster [testdata/rules.json when present]")
 	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token for the admin API and node-to-node calls")
 	fs.StringVar(&f.grpcAddr, "grpc-addr", "", "Envoy rate limit service (gRPC) listen address, e.g. :8081 [off]")
-	fs.StringVar(&f.trustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128", "CIDRs whose X-Forwarded-For /v1/forward-auth believes")
+	fs.StringVar(&f.trustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128", "CIDRs or addresses of the proxies allowed to say who the client is (X-Forwarded-For, X-Real-IP, Envoy's remote_address); everyone else is their TCP peer")
 	fs.StringVar(&f.redis, "redis", "", "redis://[user:pass@]host:port, host:port, or comma-separated Redis Cluster seeds; none = local mode")
 	fs.StringVar(&f.redisMode, "redis-mode", "auto", "cluster, single or auto (a list means cluster; one address is asked INFO cluster)")
 	fs.DurationVar(&f.redisTimeout, "redis-timeout", 50*time.Millisecond, "bound on every Redis call; slower means fallback")
@@ -93,7 +94,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	trustedProxies, err := api.ParseTrustedProxies(f.trustedProxies)
+	trustedProxies, err := clientip.Parse(f.trustedProxies)
 	if err != nil {
 		return fmt.Errorf("--trusted-proxies: %w", err)
 	}
@@ -131,7 +132,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
-	grpcSvc, err := listenGRPC(f.grpcAddr, engine)
+	grpcSvc, err := listenGRPC(f.grpcAddr, engine, trustedProxies)
 	if err != nil {
 		_ = httpLn.Close()
 		return err

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/sluicehq/sluice/api/clientip"
 	"github.com/sluicehq/sluice/api/envoy"
 )
 
@@ -20,7 +21,7 @@ type grpcService struct {
 
 // listenGRPC binds --grpc-addr, so a taken port fails startup before
 // anything runs; "" leaves the service off.
-func listenGRPC(addr string, engine envoy.Engine) (*grpcService, error) {
+func listenGRPC(addr string, engine envoy.Engine, proxies clientip.Proxies) (*grpcService, error) {
 	if addr == "" {
 		return nil, nil
 	}
@@ -28,7 +29,7 @@ func listenGRPC(addr string, engine envoy.Engine) (*grpcService, error) {
 	if err != nil {
 		return nil, fmt.Errorf("grpc listen: %w", err)
 	}
-	return &grpcService{srv: envoy.NewServer(engine), ln: ln, failed: make(chan error, 1)}, nil
+	return &grpcService{srv: envoy.NewServer(engine, proxies), ln: ln, failed: make(chan error, 1)}, nil
 }
 
 // start serves in the background; a serving error arrives on errs().
