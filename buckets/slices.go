@@ -255,8 +255,7 @@ type SizeParams struct {
 // tokens are not hoarded by one node: large slices when tokens are plenty,
 // down to the request's own cost near exhaustion.
 func (e *SliceEntry) WantSize(p SizeParams) int64 {
-	want := int64(math.Ceil(e.demand * float64(p.TTL) / 1e9 * sliceHeadroom))
-	want = max(want, p.Cost+e.queued.Load())
+	want := max(e.DemandOver(p.TTL), p.Cost+e.queued.Load())
 	estimate := p.Burst
 	if e.lastRefill != 0 {
 		refilled := p.Rate * float64(p.Now-e.lastRefill) / 1e9
@@ -266,6 +265,12 @@ func (e *SliceEntry) WantSize(p SizeParams) int64 {
 		want = share
 	}
 	return max(want, p.Cost)
+}
+
+// DemandOver is the tokens this node's recent demand spends over life ns,
+// with headroom (refill lock held).
+func (e *SliceEntry) DemandOver(life int64) int64 {
+	return int64(math.Ceil(e.demand * float64(life) / 1e9 * sliceHeadroom))
 }
 
 // sliceHeadroom over-asks a little so a key whose demand grows does not run

@@ -62,6 +62,7 @@ func runScriptTests(t *testing.T, rdb redis.UniversalClient) {
 			"LongKey":             testLongKey,
 			"Accuracy":            testAccuracy,
 			"AdoptsLegacyGrants":  testAdoptsLegacyGrants,
+			"Roomy":               testRoomy,
 		} {
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()

@@ -40,6 +40,17 @@ type Grant struct {
 	RetryAfter time.Duration
 	Reset      time.Duration // time until the bucket would be full
 	Never      bool          // min exceeds the burst: no wait will ever do
+	// TTL is the grant's lifetime in Redis: the ttl asked for, or Roomy.TTL when the
+	// roomy slice was granted.
+	TTL time.Duration
+}
+
+// Roomy asks for a larger, longer-lived grant while the bucket is far from empty: Want
+// tokens for TTL, granted only if the bucket still holds at least half its burst after
+// them. The zero Roomy asks for nothing more.
+type Roomy struct {
+	Want int64
+	TTL  time.Duration
 }
 
 // Limiter runs the token bucket script against Redis, standalone or cluster. Its methods
@@ -69,15 +80,24 @@ type Settlement struct {
 // Renew settles prev (as Settle does) and then acquires (as Acquire does) in one round
 // trip, so a node renewing a slice costs Redis one call per slice.
 func (l *Limiter) Renew(ctx context.Context, rule, key string, b Bucket, prev Settlement, want, min int64, ttl time.Duration) (Grant, error) {
+	return l.RenewRoomy(ctx, rule, key, b, prev, want, min, ttl, Roomy{})
+}
+
+// RenewRoomy is Renew that grants roomy instead while the bucket is far from empty.
+func (l *Limiter) RenewRoomy(ctx context.Context, rule, key string, b Bucket, prev Settlement, want, min int64, ttl time.Duration, roomy Roomy) (Grant, error) {
 	args := []int64{want, min, ttl.Microseconds()}
-	if prev.ID != 0 {
+	if prev.ID != 0 || roomy.Want > want {
 		args = append(args, prev.ID, prev.Granted, prev.Unused)
 	}
-	v, err := l.run(ctx, rule, key, 5, "acquire", b, args...)
+	if roomy.Want > want {
+		args = append(args, roomy.Want, roomy.TTL.Microseconds())
+	}
+	v, err := l.run(ctx, rule, key, 6, "acquire", b, args...)
 	if err != nil {
 		return Grant{}, err
 	}
-	g := Grant{Granted: v[0], ID: v[1], Remaining: v[2], Reset: time.Duration(v[4]) * time.Microsecond}
+	g := Grant{Granted: v[0], ID: v[1], Remaining: v[2], Reset: time.Duration(v[4]) * time.Microsecond,
+		TTL: time.Duration(v[5]) * time.Microsecond}
 	if v[3] < 0 {
 		g.Never = true
 	} else {
@@ -145,17 +165,18 @@ func (l *Limiter) rereadSlotsAfter(err error) {
 	}
 }
 
-// int64s converts a script reply, a single integer or an array of them, into n int64s.
+// int64s converts a script reply, a single integer or an array of them, into its first
+// n int64s; values after them (added by a newer script) are ignored.
 func int64s(res any, n int) ([]int64, error) {
 	items, ok := res.([]any)
 	if !ok {
 		items = []any{res}
 	}
-	if len(items) != n {
+	if len(items) < n {
 		return nil, fmt.Errorf("script returned %d values, want %d", len(items), n)
 	}
 	out := make([]int64, n)
-	for i, it := range items {
+	for i, it := range items[:n] {
 		if out[i], ok = it.(int64); !ok {
 			return nil, fmt.Errorf("script returned %T at %d, want an integer", it, i)
 		}

@@ -292,3 +292,34 @@ func testRenew(t *testing.T, e *env) {
 		t.Fatal("the grant settled by Renew was still outstanding")
 	}
 }
+
+// testRoomy: a bucket far from empty grants the roomy slice for its longer lifetime; once
+// the bucket would drop below half its burst, grants fall back to want and the short ttl.
+func testRoomy(t *testing.T, e *env) {
+	b := lua.Bucket{Rate: 1, Per: time.Hour, Burst: 100}
+	roomy := lua.Roomy{Want: 30, TTL: time.Minute}
+	renew := func(want int64) lua.Grant {
+		t.Helper()
+		g, err := e.lim.RenewRoomy(t.Context(), e.rule, "k", b, lua.Settlement{}, want, 1, time.Second, roomy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	g := renew(5)
+	if g.Granted != 30 || g.TTL != time.Minute || g.Remaining != 70 {
+		t.Fatalf("full bucket: %+v, want the roomy 30 tokens for a minute", g)
+	}
+	if s := e.state("k"); len(s.expiries) != 1 || s.expiries[0] < e.redisNow().Add(59*time.Second).UnixMicro() {
+		t.Fatalf("roomy grant recorded as %+v, want it outstanding for its minute", s)
+	}
+	g = renew(5) // 70 - 30 = 40 < 50: would leave less than half the burst
+	if g.Granted != 5 || g.TTL != time.Second || g.Remaining != 65 {
+		t.Fatalf("bucket at 70: %+v, want want=5 for the short ttl", g)
+	}
+	// A roomy ask no larger than want changes nothing.
+	g, err := e.lim.RenewRoomy(t.Context(), e.rule, "k", b, lua.Settlement{}, 40, 1, time.Second, lua.Roomy{Want: 40, TTL: time.Hour})
+	if err != nil || g.Granted != 40 || g.TTL != time.Second {
+		t.Fatalf("roomy not above want: %+v, %v, want 40 tokens for the short ttl", g, err)
+	}
+}

@@ -13,10 +13,13 @@
 -- earliest expiry e has passed or a denial must say when grants end; PEXPIRE runs only
 -- when the key's expiry must move.
 -- ARGV     op, rate, per_us, burst, then per op:
---   acquire  want, min, ttl_us [, prev_id, prev_granted, prev_unused]
---            -> {granted, id, remaining, retry_after_us (-1: never), reset_us}
+--   acquire  want, min, ttl_us [, prev_id, prev_granted, prev_unused [, roomy_want, roomy_ttl_us]]
+--            -> {granted, id, remaining, retry_after_us (-1: never), reset_us, ttl_us}
 --            The optional prev_* settle the caller's previous grant first (exactly as
---            settle does), so renewing a slice costs one round trip, not two.
+--            settle does; prev_id 0: nothing to settle), so renewing a slice costs one
+--            round trip, not two. roomy_*: when the bucket would still hold at least half
+--            its burst after granting roomy_want, grant that many for roomy_ttl_us instead
+--            of up to want for ttl_us. ttl_us in the reply is the grant's lifetime.
 --   settle   id, granted, unused -> 1 if the grant was still outstanding, 0 if not
 --   peek                         -> {remaining, reset_us}, changes nothing
 --
@@ -254,8 +257,13 @@ if op == 'acquire' then
     arg_error = 'ERR sluice: min must not exceed want'
   end
   local prev_id, prev_granted, prev_unused = 0, 0, 0
-  if ARGV[8] then
+  if ARGV[8] and ARGV[8] ~= '0' then
     prev_id, prev_granted, prev_unused = settle_args(8, 'prev_')
+  end
+  local roomy_want, roomy_ttl = 0, 0
+  if ARGV[11] then
+    roomy_want = int_arg(11, 'roomy_want', 1)
+    roomy_ttl = int_arg(12, 'roomy_ttl_us', 1)
   end
   if arg_error then
     return redis.error_reply(arg_error)
@@ -272,6 +280,11 @@ if op == 'acquire' then
     settle_grant(s, gone, prev, prev_granted, prev_unused)
   end
   local granted, id, add, value = 0, 0, nil, nil
+  if roomy_want > want and s.tk - roomy_want >= burst / 2 then
+    -- Far from empty: a larger, longer-lived slice costs the other callers nothing now,
+    -- and what it leaves unspent comes back when it is settled.
+    want, min, ttl = roomy_want, roomy_want, roomy_ttl
+  end
   if math.floor(s.tk) >= min then
     granted = math.min(want, math.floor(s.tk))
     s.tk, s.o = s.tk - granted, s.o + granted
@@ -289,7 +302,7 @@ if op == 'acquire' then
   if granted == 0 then
     retry = retry_after_us(s, min)
   end
-  return {granted, id, remaining(s), retry, math.ceil(until_us(s, burst))}
+  return {granted, id, remaining(s), retry, math.ceil(until_us(s, burst)), ttl}
 end
 
 if op == 'settle' then

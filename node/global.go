@@ -20,6 +20,10 @@ type GlobalConfig struct {
 	Limiter *lua.Limiter
 	// SliceTTL is how long a node may spend one slice (--slice-ttl).
 	SliceTTL time.Duration
+	// RoomyTTL is how long a node may spend a roomy slice, granted while the
+	// key's global bucket stays at least half full (--slice-max-ttl). At or
+	// below SliceTTL, slices are never roomy.
+	RoomyTTL time.Duration
 	// RedisTimeout bounds every Redis call (--redis-timeout). Keep it well
 	// below SliceTTL: a grant answered after its slice's deadline is not
 	// spent but handed back.
@@ -37,6 +41,9 @@ type GlobalConfig struct {
 	// Metrics may be nil.
 	Metrics *RedisMetrics
 }
+
+// DefaultRoomyTTL is the default lifetime of roomy slices (--slice-max-ttl).
+const DefaultRoomyTTL = 30 * time.Second
 
 // grantMargin is how much longer than the slice TTL Redis keeps a grant
 // outstanding: the node stops spending at send time + TTL by its own clock,
@@ -160,8 +167,8 @@ func (g *globalPath) refill(ctx context.Context, e *buckets.SliceEntry, lim *rul
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.RedisTimeout)
 	defer cancel()
 	start := time.Now()
-	grant, err := g.cfg.Limiter.Renew(ctx, e.Rule, e.Key, g.bucket(e.Rule, e.Params()),
-		lua.Settlement{ID: id, Granted: granted, Unused: unused}, want, cost, ttl+grantMargin(ttl))
+	grant, err := g.cfg.Limiter.RenewRoomy(ctx, e.Rule, e.Key, g.bucket(e.Rule, e.Params()),
+		lua.Settlement{ID: id, Granted: granted, Unused: unused}, want, cost, ttl+grantMargin(ttl), g.roomy(e, lim, want))
 	g.cfg.Metrics.observe("acquire", err, time.Since(start))
 	if err != nil {
 		return buckets.Outcome{}, err
@@ -173,7 +180,9 @@ func (g *globalPath) refill(ctx context.Context, e *buckets.SliceEntry, lim *rul
 	var out buckets.Outcome
 	if grant.Granted > 0 {
 		g.cfg.Metrics.refilled()
-		s := buckets.NewSlice(grant.ID, grant.Granted, sendAt, sendAt+int64(ttl), grant.Remaining, int64(grant.Reset))
+		// A roomy grant lives RoomyTTL (plus the same margin) in Redis.
+		life := grant.TTL - grantMargin(ttl)
+		s := buckets.NewSlice(grant.ID, grant.Granted, sendAt, sendAt+int64(life), grant.Remaining, int64(grant.Reset))
 		// The grant covers cost (min was cost), but an answer that came back
 		// after the slice's deadline must not be spent: Redis may already
 		// have written it off. The sweeper hands its tokens back.
@@ -204,6 +213,29 @@ func (g *globalPath) refill(ctx context.Context, e *buckets.SliceEntry, lim *rul
 	}
 	return out, nil
 }
+
+// roomy is the larger, longer-lived slice to ask for in place of want while
+// the key's global bucket is far from empty: the key's demand over RoomyTTL
+// (with headroom), at most a roomyShare of the burst split between the
+// nodes. The script grants it only if the bucket keeps at least half its
+// burst, so near the limit slices are sized by want as before.
+func (g *globalPath) roomy(e *buckets.SliceEntry, lim *rules.Limit, want int64) lua.Roomy {
+	life := g.cfg.RoomyTTL
+	if life <= g.cfg.SliceTTL {
+		return lua.Roomy{}
+	}
+	size := min(e.DemandOver(int64(life)), int64(float64(lim.Burst)*roomyShare)/int64(max(g.cfg.Nodes(), 1)))
+	if size <= want {
+		return lua.Roomy{}
+	}
+	return lua.Roomy{Want: size, TTL: life + grantMargin(g.cfg.SliceTTL)}
+}
+
+// roomyShare bounds what all nodes together hold in roomy slices of one key:
+// at most a quarter of its burst is out for longer than a slice TTL, which is
+// also the most a crashed node's unsettled roomy slices keep from the bucket
+// until they expire.
+const roomyShare = 0.25
 
 // bucket is the Redis bucket of rule with limit p, its rate lowered to
 // rate·(1 − w) while other nodes may be admitting a share w of the rule on

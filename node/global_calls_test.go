@@ -105,6 +105,49 @@ func TestGlobalHotKeyRedisCallsPerDecision(t *testing.T) {
 	}
 }
 
+// TestGlobalWarmKeysRedisCallsPerDecision: many keys, each far below its
+// limit, get roomy slices that last many decisions, so after a warm-up
+// Redis runs the script for at most 1 in 20 decisions. With slices sized by
+// demand over one slice TTL only (about 7 tokens here) it ran it for about
+// 1 in 6.
+func TestGlobalWarmKeysRedisCallsPerDecision(t *testing.T) {
+	srv := redistest.StartServer(t)
+	const doc = `{"rules": [{"name": "warm", "key": ["k"], "limit": {"rate": 1000, "per": "1s"}}]}`
+	e := newGlobalEngine(t, dialRedis(t, time.Second, srv.Addr()),
+		globalOpts{nodes: 1, sliceTTL: 250 * time.Millisecond, redisTimeout: time.Second}, doc)
+	probe := dialRedis(t, time.Second, srv.Addr())
+	const keys, perMs = 200, 4 // each key 20 times a second
+	reqs := make([]check.Request, keys)
+	for i := range reqs {
+		reqs[i] = check.Request{Attributes: attrs("k", "key-"+strconv.Itoa(i)), Cost: 1}
+	}
+	var d check.Decision
+	drive := func(run time.Duration) (decided int64) {
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		next := 0
+		for stop := time.Now().Add(run); time.Now().Before(stop); <-tick.C {
+			for range perMs {
+				if err := e.DecideInto(context.Background(), &reqs[next%keys], &d); err != nil || !d.Allowed || d.Mode != check.ModeGlobal {
+					t.Fatalf("warm key decision %+v, %v; want allowed in global mode", d, err)
+				}
+				next++
+				decided++
+			}
+		}
+		return decided
+	}
+	drive(2 * time.Second) // every key seen, its demand known, its slice roomy
+	before := scriptCallsInRedis(t, probe)
+	decided := drive(3 * time.Second)
+	calls := scriptCallsInRedis(t, probe) - before
+	ratio := float64(calls) / float64(decided)
+	t.Logf("%d keys, %d decisions after the warm-up: Redis ran the script %d times, %.4f per decision", keys, decided, calls, ratio)
+	if ratio > 0.05 {
+		t.Errorf("%.4f Redis script calls per decision on warm keys, want at most 0.05", ratio)
+	}
+}
+
 func TestGlobalSliceHitDoesNotAllocate(t *testing.T) {
 	srv := redistest.StartServer(t)
 	e := newGlobalEngine(t, dialRedis(t, time.Second, srv.Addr()), globalOpts{nodes: 1, sliceTTL: time.Hour, redisTimeout: time.Second}, sliceHitRule)

@@ -99,6 +99,9 @@ type globalOpts struct {
 	nodes        int
 	sliceTTL     time.Duration
 	redisTimeout time.Duration
+	// roomyTTL is GlobalConfig.RoomyTTL; zero means the production default,
+	// negative turns roomy slices off.
+	roomyTTL time.Duration
 }
 
 // newGlobalEngine starts an engine (with its background work) spending
@@ -108,9 +111,13 @@ func newGlobalEngine(t testing.TB, rdb redis.UniversalClient, o globalOpts, doc 
 	calls := &scriptCalls{}
 	rdb.AddHook(calls)
 	m := NewRedisMetrics(prometheus.NewRegistry())
+	if o.roomyTTL == 0 {
+		o.roomyTTL = DefaultRoomyTTL
+	}
 	e := NewEngine(WithGlobal(GlobalConfig{
 		Limiter:      lua.NewLimiter(rdb),
 		SliceTTL:     o.sliceTTL,
+		RoomyTTL:     o.roomyTTL,
 		RedisTimeout: o.redisTimeout,
 		Nodes:        func() int { return o.nodes },
 		Metrics:      m,

@@ -115,7 +115,8 @@ func concurrentMisses(t *testing.T, e *globalEngine, n int, kv ...string) int64 
 func TestGlobalConcurrentMissesShareOneRedisCall(t *testing.T) {
 	srv := redistest.StartServer(t)
 	rdb := dialRedis(t, time.Second, srv.Addr())
-	e := newGlobalEngine(t, rdb, globalOpts{nodes: 1, sliceTTL: 300 * time.Millisecond, redisTimeout: 10 * time.Second}, oneKeyRule)
+	// Roomy slices off: the test waits for the warm key's slice to expire.
+	e := newGlobalEngine(t, rdb, globalOpts{nodes: 1, sliceTTL: 300 * time.Millisecond, redisTimeout: 10 * time.Second, roomyTTL: -1}, oneKeyRule)
 	const n = 16
 
 	// A key seen before: its demand sizes the refill, which covers everyone.

@@ -38,6 +38,7 @@ type serveFlags struct {
 	logLevel, logFormat         string
 	redis, redisMode            string
 	redisTimeout, sliceTTL      time.Duration
+	sliceMaxTTL                 time.Duration
 	leaseTTL, maxClockSkew      time.Duration
 	grpcAddr, trustedProxies    string
 }
@@ -59,6 +60,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.redisMode, "redis-mode", "auto", "cluster, single or auto (a list means cluster; one address is asked INFO cluster)")
 	fs.DurationVar(&f.redisTimeout, "redis-timeout", 50*time.Millisecond, "bound on every Redis call; slower means fallback")
 	fs.DurationVar(&f.sliceTTL, "slice-ttl", 250*time.Millisecond, "how long a node may spend one slice of the global bucket")
+	fs.DurationVar(&f.sliceMaxTTL, "slice-max-ttl", node.DefaultRoomyTTL, "how long a node may spend a larger slice granted while the key's global bucket stays at least half full; <= --slice-ttl: never")
 	fs.DurationVar(&f.leaseTTL, "lease-ttl", node.DefaultLeaseTTL, "lifetime of a node's leased share of each rule (fallback mode); renewed three times per TTL")
 	fs.DurationVar(&f.maxClockSkew, "max-clock-skew", node.DefaultMaxClockSkew, "largest wall-clock error assumed on any node; leases are trusted only within it")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -112,6 +114,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 		engineOpts = append(engineOpts, node.WithGlobal(node.GlobalConfig{
 			Limiter:      lua.NewLimiter(rdb),
 			SliceTTL:     f.sliceTTL,
+			RoomyTTL:     f.sliceMaxTTL,
 			RedisTimeout: f.redisTimeout,
 			Nodes:        func() int { return max(n.Stats().Peers, 1) },
 			Share:        func(rule string) float64 { return n.Share(rule) },
