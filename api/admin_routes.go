@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,9 +21,9 @@ import (
 )
 
 // registerAdminRoutes serves the admin API (SPEC §6) behind adminGuard.
-func registerAdminRoutes(r gin.IRouter, a admin.Admin, token string) {
+func registerAdminRoutes(r gin.IRouter, a admin.Admin, guard gin.HandlerFunc) {
 	h := adminHandlers{a}
-	g := r.Group("/v1", adminGuard(token))
+	g := r.Group("/v1", guard)
 	g.GET("/cluster", h.clusterStatus)
 	g.POST("/cluster/join", h.join)
 	g.DELETE("/cluster/nodes/:id", h.removeNode)
@@ -36,17 +37,22 @@ func registerAdminRoutes(r gin.IRouter, a admin.Admin, token string) {
 
 // adminGuard admits requests bearing the token; without a token configured
 // it admits only loopback peers, judged by the TCP peer address because
-// X-Forwarded-For is whatever the client says it is.
-func adminGuard(token string) gin.HandlerFunc {
+// X-Forwarded-For is whatever the client says it is. A client that
+// presented a node certificate (nodeClient, nil without node TLS) is another
+// node of the cluster and admitted either way.
+func adminGuard(token string, nodeClient func(*tls.ConnectionState) bool) gin.HandlerFunc {
 	want := sha256.Sum256([]byte(token))
 	return func(c *gin.Context) {
-		if token != "" {
+		switch {
+		case nodeClient != nil && nodeClient(c.Request.TLS):
+			// Another node, authenticated by its certificate.
+		case token != "":
 			got := sha256.Sum256([]byte(bearerToken(c.GetHeader("Authorization"))))
 			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
 				writeError(c, fmt.Errorf("%w: missing or wrong admin token", admin.ErrUnauthorized))
 				return
 			}
-		} else if !isLoopback(c.Request.RemoteAddr) {
+		case !isLoopback(c.Request.RemoteAddr):
 			writeError(c, fmt.Errorf("%w: without --admin-token the admin API accepts loopback clients only", admin.ErrUnauthorized))
 			return
 		}

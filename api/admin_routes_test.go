@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,7 +66,7 @@ func adminRouter(a admin.Admin, token string) *gin.Engine {
 	gin.SetMode(gin.TestMode)
 	r := gin.New()
 	r.Use(limitBody)
-	registerAdminRoutes(r, a, token)
+	registerAdminRoutes(r, a, adminGuard(token, nil))
 	return r
 }
 
@@ -294,5 +295,33 @@ func TestLeasesAndDemandRoutes(t *testing.T) {
 	code, _ = serve(t, h, adminCall{method: "POST", path: "/v1/internal/demand", body: `{"node_id":"n2","rates":{"r":3.5}}`})
 	if code != http.StatusOK || len(fake.reports) != 1 || fake.reports[0].Rates["r"] != 3.5 || fake.reports[0].NodeID != "n2" {
 		t.Fatalf("good report: %d, node saw %v", code, fake.reports)
+	}
+}
+
+// TestNodeCertificateAdmitsWithoutToken: a client the node-certificate
+// check recognises (another node, over mutual TLS) passes the guard without
+// the token, from any address; any other TLS client still needs it.
+func TestNodeCertificateAdmitsWithoutToken(t *testing.T) {
+	fake := &fakeAdmin{rulesDoc: admin.RulesDoc{Rules: json.RawMessage("[]")}}
+	nodeClient := func(s *tls.ConnectionState) bool { return s != nil && s.ServerName == "node" }
+	gin.SetMode(gin.TestMode)
+	r := gin.New()
+	registerAdminRoutes(r, fake, adminGuard("s3cret", nodeClient))
+	for _, tc := range []struct {
+		state *tls.ConnectionState
+		want  int
+	}{
+		{&tls.ConnectionState{ServerName: "node"}, http.StatusOK},
+		{&tls.ConnectionState{ServerName: "other"}, http.StatusUnauthorized},
+		{nil, http.StatusUnauthorized},
+	} {
+		req := httptest.NewRequest("GET", "/v1/rules", nil)
+		req.RemoteAddr = "10.0.0.9:4000"
+		req.TLS = tc.state
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, req)
+		if w.Code != tc.want {
+			t.Errorf("TLS state %+v: status %d, want %d", tc.state, w.Code, tc.want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net/http"
 	"time"
@@ -34,6 +35,10 @@ type Config struct {
 	Usage Usage
 	// AdminToken guards the admin routes; empty means loopback clients only.
 	AdminToken string
+	// NodeClient reports whether a TLS client presented a node certificate
+	// (--node-ca-cert); such clients pass the admin guard like the token.
+	// Nil without node TLS.
+	NodeClient func(*tls.ConnectionState) bool
 	// Ready reports whether the node can serve (nil = ready).
 	Ready func() error
 	// Registry collects the metrics served on /metrics; nil means a private one.
@@ -92,11 +97,12 @@ func NewServer(cfg Config) (*Server, error) {
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.handleReady)
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
+	guard := adminGuard(cfg.AdminToken, cfg.NodeClient)
 	if cfg.Admin != nil {
-		registerAdminRoutes(r, cfg.Admin, cfg.AdminToken)
+		registerAdminRoutes(r, cfg.Admin, guard)
 	}
 	if cfg.Usage != nil {
-		registerUsageRoutes(r, cfg.Usage, cfg.AdminToken)
+		registerUsageRoutes(r, cfg.Usage, guard)
 	}
 	r.NoRoute(func(c *gin.Context) { c.JSON(http.StatusNotFound, gin.H{"error": "no such route"}) })
 	return s, nil

@@ -2,6 +2,7 @@ package lua
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"runtime"
@@ -25,12 +26,19 @@ import (
 // follow MOVED/ASK redirects and try another node when one fails (that is how it finds a
 // promoted replica), so it does, at most maxRedirects times; callers bound each call with
 // a context deadline, which go-redis honours throughout.
-func Dial(ctx context.Context, spec, mode string, timeout time.Duration) (redis.UniversalClient, error) {
+func Dial(ctx context.Context, spec, mode string, timeout time.Duration, opts ...DialOption) (redis.UniversalClient, error) {
 	if timeout <= 0 {
 		return nil, fmt.Errorf("redis timeout must be > 0, got %v", timeout)
 	}
 	seeds, err := parseSeeds(spec)
 	if err != nil {
+		return nil, err
+	}
+	var o dialOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := o.applyTLS(seeds); err != nil {
 		return nil, err
 	}
 	switch mode {
@@ -49,6 +57,34 @@ func Dial(ctx context.Context, spec, mode string, timeout time.Duration) (redis.
 	default:
 		return nil, fmt.Errorf("redis mode must be cluster, single or auto, got %q", mode)
 	}
+}
+
+// DialOption adjusts how Dial connects.
+type DialOption func(*dialOptions)
+
+type dialOptions struct {
+	roots *x509.CertPool
+}
+
+// WithRootCAs verifies the servers of rediss:// addresses against roots
+// (--redis-ca-cert) instead of the system's CAs.
+func WithRootCAs(roots *x509.CertPool) DialOption {
+	return func(o *dialOptions) { o.roots = roots }
+}
+
+// applyTLS sets the root CAs on every TLS seed; roots without a rediss://
+// address are a mistake the operator should hear about.
+func (o dialOptions) applyTLS(seeds []*redis.Options) error {
+	if o.roots == nil {
+		return nil
+	}
+	for _, s := range seeds {
+		if s.TLSConfig == nil {
+			return fmt.Errorf("a Redis CA certificate is set but %s is not a rediss:// address", s.Addr)
+		}
+		s.TLSConfig.RootCAs = o.roots
+	}
+	return nil
 }
 
 // maxRedirects is how many redirects or node failures one cluster call may get past: one
@@ -127,12 +163,19 @@ func newCluster(seeds []*redis.Options, timeout time.Duration) (redis.UniversalC
 		}
 		addrs[i] = s.Addr
 	}
-	// Credentials and TLS come from the first seed; a cluster's nodes share them.
+	// Credentials and TLS come from the first seed; a cluster's nodes share
+	// them, except the server name, which each node's host gives (the
+	// client meets nodes beyond the seeds).
+	tlsConfig := seeds[0].TLSConfig
+	if tlsConfig != nil {
+		tlsConfig = tlsConfig.Clone()
+		tlsConfig.ServerName = ""
+	}
 	return redis.NewClusterClient(&redis.ClusterOptions{
 		Addrs:     addrs,
 		Username:  seeds[0].Username,
 		Password:  seeds[0].Password,
-		TLSConfig: seeds[0].TLSConfig,
+		TLSConfig: tlsConfig,
 
 		MaxRedirects:          maxRedirects,
 		MaxRetries:            -1,

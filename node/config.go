@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/fsm/rules"
+	"github.com/sluicehq/sluice/transport"
 )
 
 // RaftTimeouts tunes raft; a zero field keeps raft's production default.
@@ -44,6 +45,12 @@ type Config struct {
 	BootstrapRules []byte
 	// AdminToken authenticates raft connections and node-to-node HTTP calls.
 	AdminToken string
+	// NodeTLS, when set, runs raft over mutual TLS and gives node-to-node
+	// HTTPS calls their client certificate and trusted CA.
+	NodeTLS *transport.CertSource
+	// HTTPS says members serve their HTTP API over TLS (--http-cert), so
+	// node-to-node calls to a bare host:port use https.
+	HTTPS bool
 	// Logger receives the node's and raft's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// RaftTimeouts tunes raft; zero values mean production defaults.

@@ -80,7 +80,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:    cfg,
 		logger: cfg.Logger.With("component", "node"),
-		leader: transport.NewLeaderClient(cfg.AdminToken, forwardTimeout),
+		leader: transport.NewLeaderClient(cfg.AdminToken, forwardTimeout, cfg.NodeTLS, cfg.HTTPS),
 		// Holds one pending signal: the allocation it triggers reads the
 		// latest reports, so signals arriving meanwhile add nothing.
 		reallocate: make(chan struct{}, 1),

@@ -53,7 +53,7 @@ func (n *Node) startRaft() error {
 		n.logger.Info("installing the rules saved at the last apply", "version", saved.Version)
 		n.installRules(saved)
 	}
-	trans, err := transport.NewNetworkTransport(n.cfg.RaftAddr, n.cfg.RaftAdvertise, n.cfg.AdminToken, n.cfg.Logger, raftLogger)
+	trans, err := transport.NewNetworkTransport(n.cfg.RaftAddr, n.cfg.RaftAdvertise, n.cfg.AdminToken, n.cfg.NodeTLS, n.cfg.Logger, raftLogger)
 	if err != nil {
 		store.Close()
 		return err

@@ -17,17 +17,30 @@ import (
 // LeaderClient makes the admin calls a follower forwards to the leader (or
 // a joining node sends to a member) over the leader's HTTP API.
 type LeaderClient struct {
-	token string
-	http  *http.Client
+	token  string
+	scheme string
+	http   *http.Client
 }
 
 // NewLeaderClient returns a client that authenticates with token and gives
-// up on a call after timeout.
-func NewLeaderClient(token string, timeout time.Duration) *LeaderClient {
-	return &LeaderClient{token: token, http: &http.Client{Timeout: timeout}}
+// up on a call after timeout. Members given as bare "host:port" are called
+// over HTTPS when useHTTPS (the cluster serves its API with --http-cert),
+// else HTTP. HTTPS calls trust nodeTLS's CA (the system roots without
+// one) and present its certificate, which admits them to a member's admin
+// routes without the token.
+func NewLeaderClient(token string, timeout time.Duration, nodeTLS *CertSource, useHTTPS bool) *LeaderClient {
+	scheme := "http"
+	if useHTTPS {
+		scheme = "https"
+	}
+	return &LeaderClient{token: token, scheme: scheme, http: &http.Client{
+		Timeout:   timeout,
+		Transport: &http.Transport{DialTLSContext: nodeTLS.DialTLS, IdleConnTimeout: 90 * time.Second},
+	}}
 }
 
-// Join asks the member at target ("host:port" or "http://host:port") to add
+// Join asks the member at target ("host:port", "http://host:port" or
+// "https://host:port") to add
 // req to the cluster.
 func (c *LeaderClient) Join(ctx context.Context, target string, req admin.JoinRequest) error {
 	body, err := json.Marshal(req)
@@ -67,11 +80,11 @@ func (c *LeaderClient) ReportDemand(ctx context.Context, target string, r admin.
 	return c.do(ctx, http.MethodPost, target, "/v1/internal/demand", body, nil)
 }
 
-// baseURL turns a member address ("host:port" or "http://host:port") into
+// baseURL turns a member address ("host:port" or "scheme://host:port") into
 // the base URL of its HTTP API.
-func baseURL(target string) string {
+func (c *LeaderClient) baseURL(target string) string {
 	if !strings.Contains(target, "://") {
-		target = "http://" + target
+		target = c.scheme + "://" + target
 	}
 	return strings.TrimRight(target, "/")
 }
@@ -81,7 +94,7 @@ func (c *LeaderClient) do(ctx context.Context, method, target, path string, body
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, baseURL(target)+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, c.baseURL(target)+path, rd)
 	if err != nil {
 		return fmt.Errorf("%w: %v", admin.ErrInvalid, err)
 	}

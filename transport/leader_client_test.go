@@ -36,7 +36,7 @@ func fakeLeader(t *testing.T, status int, answer string) (*httptest.Server, *rec
 
 func TestLeaderClientRequests(t *testing.T) {
 	ctx := context.Background()
-	c := NewLeaderClient("tok", time.Second)
+	c := NewLeaderClient("tok", time.Second, nil, false)
 
 	srv, seen := fakeLeader(t, 200, `{}`)
 	join := admin.JoinRequest{NodeID: "n2", RaftAddr: "127.0.0.1:7002", HTTPAddr: "127.0.0.1:8002"}
@@ -90,7 +90,7 @@ func TestLeaderClientMapsErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		srv, _ := fakeLeader(t, tc.status, tc.answer)
-		err := NewLeaderClient("", time.Second).RemoveNode(context.Background(), srv.URL, "n9")
+		err := NewLeaderClient("", time.Second, nil, false).RemoveNode(context.Background(), srv.URL, "n9")
 		if !errors.Is(err, tc.want) {
 			t.Errorf("status %d: err = %v, want %v", tc.status, err, tc.want)
 			continue
@@ -103,7 +103,7 @@ func TestLeaderClientMapsErrors(t *testing.T) {
 	}
 
 	srv, _ := fakeLeader(t, 500, `oops`)
-	err := NewLeaderClient("", time.Second).RemoveNode(context.Background(), srv.URL, "x")
+	err := NewLeaderClient("", time.Second, nil, false).RemoveNode(context.Background(), srv.URL, "x")
 	for _, s := range []error{admin.ErrInvalid, admin.ErrNoLeader, admin.ErrUnavailable, admin.ErrUnknownNode} {
 		if errors.Is(err, s) {
 			t.Fatalf("500 mapped to %v", s)
@@ -118,7 +118,7 @@ func TestLeaderClientKeepsFieldErrors(t *testing.T) {
 	srv, _ := fakeLeader(t, 400, `{"error":"invalid request: rules[0].limit.rate: must be > 0; rules[1].name: duplicate",
 		"field":"rules[0].limit.rate",
 		"fields":[{"field":"rules[0].limit.rate","error":"must be > 0"},{"field":"rules[1].name","error":"duplicate"}]}`)
-	_, err := NewLeaderClient("", time.Second).SetRules(context.Background(), srv.URL, []byte(`{}`))
+	_, err := NewLeaderClient("", time.Second, nil, false).SetRules(context.Background(), srv.URL, []byte(`{}`))
 	if !errors.Is(err, admin.ErrInvalid) {
 		t.Fatalf("err = %v, want ErrInvalid", err)
 	}
@@ -131,7 +131,7 @@ func TestLeaderClientKeepsFieldErrors(t *testing.T) {
 func TestLeaderClientUnreachableIsUnavailable(t *testing.T) {
 	srv, _ := fakeLeader(t, 200, `{}`)
 	srv.Close()
-	err := NewLeaderClient("", time.Second).Join(context.Background(), srv.URL, admin.JoinRequest{})
+	err := NewLeaderClient("", time.Second, nil, false).Join(context.Background(), srv.URL, admin.JoinRequest{})
 	if !errors.Is(err, admin.ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}

@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +20,8 @@ type StreamLayer struct {
 	listener  net.Listener
 	advertise net.Addr
 	key       handshakeKey
+	tls       *CertSource // nil: plain TCP
+	tlsServer *tls.Config
 	logger    *slog.Logger
 
 	verified  chan net.Conn
@@ -35,8 +39,10 @@ func (a advertiseAddr) Network() string { return "tcp" }
 func (a advertiseAddr) String() string  { return string(a) }
 
 // Listen binds bindAddr and returns a stream layer advertising advertise
-// (empty means the bound address, which must then be a specific IP).
-func Listen(bindAddr, advertise, token string, logger *slog.Logger) (*StreamLayer, error) {
+// (empty means the bound address, which must then be a specific IP). With
+// node certificates every connection is mutual TLS first, both sides
+// verified against the node CA, and the token handshake then runs inside it.
+func Listen(bindAddr, advertise, token string, nodeTLS *CertSource, logger *slog.Logger) (*StreamLayer, error) {
 	ln, err := net.Listen("tcp", bindAddr)
 	if err != nil {
 		return nil, fmt.Errorf("raft listen %s: %w", bindAddr, err)
@@ -54,9 +60,13 @@ func Listen(bindAddr, advertise, token string, logger *slog.Logger) (*StreamLaye
 		listener:  ln,
 		advertise: adv,
 		key:       newHandshakeKey(token),
+		tls:       nodeTLS,
 		logger:    logger,
 		verified:  make(chan net.Conn),
 		done:      make(chan struct{}),
+	}
+	if nodeTLS != nil {
+		s.tlsServer = nodeTLS.MutualServerConfig()
 	}
 	go s.acceptLoop()
 	return s, nil
@@ -85,7 +95,20 @@ func (s *StreamLayer) acceptLoop() {
 }
 
 func (s *StreamLayer) verify(conn net.Conn) {
-	if err := s.key.listenerHandshake(conn, time.Now().Add(handshakeTimeout)); err != nil {
+	deadline := time.Now().Add(handshakeTimeout)
+	if s.tls != nil {
+		tconn := tls.Server(conn, s.tlsServer)
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		err := tconn.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			s.logger.Warn("rejected raft connection: TLS handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
+			conn.Close()
+			return
+		}
+		conn = tconn
+	}
+	if err := s.key.listenerHandshake(conn, deadline); err != nil {
 		s.logger.Warn("rejected raft connection without a valid token handshake", "remote", conn.RemoteAddr().String(), "err", err)
 		conn.Close()
 		return
@@ -123,7 +146,15 @@ func (s *StreamLayer) Addr() net.Addr { return s.advertise }
 // Dial connects to a peer and runs the handshake, all within timeout.
 func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	deadline := time.Now().Add(timeout)
-	conn, err := net.DialTimeout("tcp", string(address), timeout)
+	var conn net.Conn
+	var err error
+	if s.tls != nil {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		conn, err = s.tls.DialTLS(ctx, "tcp", string(address))
+		cancel()
+	} else {
+		conn, err = net.DialTimeout("tcp", string(address), timeout)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -134,10 +165,10 @@ func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	return conn, nil
 }
 
-// NewNetworkTransport builds raft's transport on a token-checking stream
-// layer bound to bindAddr.
-func NewNetworkTransport(bindAddr, advertise, token string, logger *slog.Logger, raftLogger hclog.Logger) (*raft.NetworkTransport, error) {
-	stream, err := Listen(bindAddr, advertise, token, logger)
+// NewNetworkTransport builds raft's transport on a token-checking (and,
+// with nodeTLS, mutual-TLS) stream layer bound to bindAddr.
+func NewNetworkTransport(bindAddr, advertise, token string, nodeTLS *CertSource, logger *slog.Logger, raftLogger hclog.Logger) (*raft.NetworkTransport, error) {
+	stream, err := Listen(bindAddr, advertise, token, nodeTLS, logger)
 	if err != nil {
 		return nil, err
 	}

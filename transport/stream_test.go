@@ -16,12 +16,7 @@ var quiet = slog.New(slog.DiscardHandler)
 
 func listen(t *testing.T, token string) *StreamLayer {
 	t.Helper()
-	s, err := Listen("127.0.0.1:0", "", token, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return listenTLS(t, token, nil)
 }
 
 // acceptOne returns the next verified connection, or nil if none arrives
@@ -218,7 +213,7 @@ func TestCloseUnblocksAccept(t *testing.T) {
 }
 
 func TestAdvertiseAddress(t *testing.T) {
-	s, err := Listen("127.0.0.1:0", "raft-1.example:7000", "", quiet)
+	s, err := Listen("127.0.0.1:0", "raft-1.example:7000", "", nil, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +221,7 @@ func TestAdvertiseAddress(t *testing.T) {
 	if got := s.Addr().String(); got != "raft-1.example:7000" {
 		t.Fatalf("Addr() = %q", got)
 	}
-	if _, err := Listen("0.0.0.0:0", "", "", quiet); err == nil {
+	if _, err := Listen("0.0.0.0:0", "", "", nil, quiet); err == nil {
 		t.Fatal("an unspecified bind address without advertise was accepted")
 	}
 }

@@ -29,6 +29,8 @@ type benchFlags struct {
 	rate                         float64
 	concurrency, keys, batch     int
 	duration                     time.Duration
+	tls                          clientTLSFlags
+	tlsOption                    client.Option
 }
 
 func (f *benchFlags) register(fs *flag.FlagSet) {
@@ -48,6 +50,7 @@ func (f *benchFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.batch, "batch", 1, "checks per call; above 1 uses POST /v1/check/batch (at most 1000)")
 	fs.StringVar(&f.token, "token", "", "admin token, to read the rules the report compares with")
 	fs.StringVar(&f.out, "out", "", "write PATH.json and a chart PATH.html")
+	f.tls.register(fs)
 }
 
 // runBench is `sluice bench` (SPEC §9): load, a live progress line on
@@ -66,7 +69,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cfg.Rules, err = readRules(ctx, cfg.Targets[0], f.token)
+	cfg.Rules, err = readRules(ctx, cfg.Targets[0], f.token, f.tlsOption)
 	if err != nil {
 		fmt.Fprintf(stderr, "sluice bench: admitted counts will not be compared with the limits: %v\n", err)
 	}
@@ -102,12 +105,16 @@ func (f *benchFlags) config() (loadgen.Config, error) {
 		name, value, _ := strings.Cut(a, "=")
 		cfg.Attrs = append(cfg.Attrs, check.Attr{Name: name, Value: value})
 	}
+	var err error
+	if f.tlsOption, err = f.tls.option(); err != nil {
+		return cfg, err
+	}
 	httpClient := &http.Client{
 		Timeout:   10 * time.Second,
 		Transport: &http.Transport{MaxIdleConns: f.concurrency, MaxIdleConnsPerHost: f.concurrency, IdleConnTimeout: 90 * time.Second},
 	}
 	for _, t := range splitList(f.targets) {
-		c := client.New(t, client.WithToken(f.token), client.WithHTTPClient(httpClient))
+		c := client.New(t, client.WithToken(f.token), client.WithHTTPClient(httpClient), f.tlsOption)
 		cfg.Targets = append(cfg.Targets, t)
 		cfg.Checkers = append(cfg.Checkers, checkerFor(c, f.batch))
 	}
@@ -126,10 +133,10 @@ func checkerFor(c *client.Client, batch int) loadgen.Checker {
 
 // readRules fetches the cluster's rules, which the report needs to say what
 // each bucket was allowed to admit.
-func readRules(ctx context.Context, target, token string) (*rules.Set, error) {
+func readRules(ctx context.Context, target, token string, tlsOption client.Option) (*rules.Set, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	doc, err := client.New(target, client.WithToken(token)).Rules(ctx)
+	doc, err := client.New(target, client.WithToken(token), tlsOption).Rules(ctx)
 	if err != nil {
 		return nil, err
 	}

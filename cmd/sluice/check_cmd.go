@@ -19,6 +19,8 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	addr := fs.String("addr", "http://127.0.0.1:8000", "node HTTP address")
 	token := fs.String("token", "", "admin token (not needed for checks; sent when set)")
 	cost := fs.Int64("cost", 1, "request cost")
+	var tlsFlags clientTLSFlags
+	tlsFlags.register(fs)
 	// Flags may come before or after the k=v pairs.
 	var pairs []string
 	for {
@@ -40,9 +42,14 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		}
 		req.Attributes = append(req.Attributes, check.Attr{Name: name, Value: value})
 	}
+	tlsOption, err := tlsFlags.option()
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice check: %v\n", err)
+		return 2
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	d, err := client.New(*addr, client.WithToken(*token)).Decide(ctx, req)
+	d, err := client.New(*addr, client.WithToken(*token), tlsOption).Decide(ctx, req)
 	if err != nil {
 		fmt.Fprintf(stderr, "sluice check: %v\n", err)
 		return 1

@@ -25,11 +25,14 @@ const adminTimeout = 15 * time.Second
 // adminFlags are the flags every admin command takes (SPEC §2).
 type adminFlags struct {
 	addr, token string
+	tls         clientTLSFlags
+	tlsOption   client.Option
 }
 
 func (f *adminFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.addr, "addr", "http://127.0.0.1:8000", "HTTP address of any cluster member [SLUICE_ADDR]")
 	fs.StringVar(&f.token, "token", "", "admin bearer token [SLUICE_ADMIN_TOKEN]")
+	f.tls.register(fs)
 }
 
 // parse parses args; a leading positional argument (sluice cluster remove ID
@@ -48,11 +51,16 @@ func (f *adminFlags) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		// The same variable configures serve's --admin-token.
 		f.token = os.Getenv("SLUICE_ADMIN_TOKEN")
 	}
+	var err error
+	if f.tlsOption, err = f.tls.option(); err != nil {
+		fmt.Fprintln(fs.Output(), err)
+		return nil, err
+	}
 	return append(lead, fs.Args()...), nil
 }
 
 func (f *adminFlags) client() *client.Client {
-	return client.New(f.addr, client.WithToken(f.token))
+	return client.New(f.addr, client.WithToken(f.token), f.tlsOption)
 }
 
 // runCluster implements `sluice cluster status|remove ID`.

@@ -19,8 +19,15 @@ func runHealth(args []string, stdout, stderr io.Writer) int {
 	addr := fs.String("addr", "", "node HTTP address [http://127.0.0.1 on the port of SLUICE_HTTP_ADDR, else :8000]")
 	ready := fs.Bool("ready", false, "check /readyz (has rules, knows a leader) instead of /healthz")
 	timeout := fs.Duration("timeout", 2*time.Second, "give up after this long")
+	var tlsFlags clientTLSFlags
+	tlsFlags.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return flagExit(err)
+	}
+	tlsConfig, err := tlsFlags.config()
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice health: %v\n", err)
+		return 2
 	}
 	target := *addr
 	if target == "" {
@@ -40,7 +47,7 @@ func runHealth(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sluice health: %v\n", err)
 		return 2
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig}}).Do(req)
 	if err != nil {
 		fmt.Fprintf(stderr, "sluice health: %v\n", err)
 		return 1

@@ -24,6 +24,7 @@ import (
 	"github.com/sluicehq/sluice/fsm/rules"
 	"github.com/sluicehq/sluice/lua"
 	"github.com/sluicehq/sluice/node"
+	"github.com/sluicehq/sluice/transport"
 )
 
 // defaultRulesFile is used when --rules is not given and the file exists
@@ -41,6 +42,8 @@ type serveFlags struct {
 	sliceMaxTTL                 time.Duration
 	leaseTTL, maxClockSkew      time.Duration
 	grpcAddr, trustedProxies    string
+	tls                         tlsFlags
+	insecure                    bool
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet) {
@@ -63,6 +66,8 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.sliceMaxTTL, "slice-max-ttl", node.DefaultRoomyTTL, "how long a node may spend a larger slice granted while the key's global bucket stays at least half full; <= --slice-ttl: never")
 	fs.DurationVar(&f.leaseTTL, "lease-ttl", node.DefaultLeaseTTL, "lifetime of a node's leased share of each rule (fallback mode); renewed three times per TTL")
 	fs.DurationVar(&f.maxClockSkew, "max-clock-skew", node.DefaultMaxClockSkew, "largest wall-clock error assumed on any node; leases are trusted only within it")
+	f.tls.register(fs)
+	fs.BoolVar(&f.insecure, "insecure", false, "start even though the raft port is reachable beyond loopback without --admin-token or node TLS")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 }
@@ -100,13 +105,24 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--trusted-proxies: %w", err)
 	}
+	certs, err := f.tls.load()
+	if err != nil {
+		return err
+	}
+	if err := requireAuthBeyondLoopback(f, certs); err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector())
 	engineOpts := []node.EngineOption{node.WithMetrics(node.NewEngineMetrics(reg)), node.WithLogger(logger)}
 	var n *node.Node
 	if f.redis != "" {
-		rdb, err := lua.Dial(context.Background(), f.redis, f.redisMode, f.redisTimeout)
+		var dialOpts []lua.DialOption
+		if certs.redisRoots != nil {
+			dialOpts = append(dialOpts, lua.WithRootCAs(certs.redisRoots))
+		}
+		rdb, err := lua.Dial(context.Background(), f.redis, f.redisMode, f.redisTimeout, dialOpts...)
 		if err != nil {
 			return fmt.Errorf("--redis: %w", err)
 		}
@@ -150,6 +166,8 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 		Join:           joinTargets(f.join, httpAdvertise),
 		BootstrapRules: bootstrapRules,
 		AdminToken:     f.adminToken,
+		NodeTLS:        certs.node,
+		HTTPS:          certs.http != nil,
 		Logger:         logger,
 		LeaseTTL:       f.leaseTTL,
 		MaxClockSkew:   f.maxClockSkew,
@@ -172,15 +190,22 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 	node.RegisterRaftMetrics(reg, n)
 	node.RegisterLeaseMetrics(reg, n)
 	srv, err := api.NewServer(api.Config{Engine: engine, Admin: n, Usage: engine, AdminToken: f.adminToken, Ready: readiness(engine, n), Registry: reg,
-		TrustedProxies: trustedProxies})
+		TrustedProxies: trustedProxies, NodeClient: certs.nodeClient()})
 	if err != nil {
 		return err
 	}
 	httpSrv := srv.HTTPServer(f.httpAddr)
 	httpErr := make(chan error, 1)
-	go func() { httpErr <- httpSrv.Serve(httpLn) }()
+	if certs.http != nil {
+		httpSrv.TLSConfig = transport.HTTPServerConfig(certs.http, certs.node)
+		go func() { httpErr <- httpSrv.ServeTLS(httpLn, "", "") }()
+	} else {
+		go func() { httpErr <- httpSrv.Serve(httpLn) }()
+	}
+	go certs.watch(ctx, logger)
 	grpcSvc.start()
-	logger.Info("sluice serving", "node", f.nodeID, "http", httpLn.Addr().String(), "grpc", grpcSvc.addr(), "raft", f.raftAddr)
+	logger.Info("sluice serving", "node", f.nodeID, "http", httpLn.Addr().String(), "https", certs.http != nil,
+		"node_tls", certs.node != nil, "grpc", grpcSvc.addr(), "raft", f.raftAddr)
 
 	go engine.Run(ctx)
 	if err := n.Open(ctx); err != nil {
@@ -268,11 +293,18 @@ func advertisedHTTP(f serveFlags, ln net.Addr) string {
 func joinTargets(join, self string) []string {
 	var out []string
 	for _, target := range splitList(join) {
-		if strings.TrimRight(strings.TrimPrefix(target, "http://"), "/") != self {
+		if strings.TrimRight(trimScheme(target), "/") != self {
 			out = append(out, target)
 		}
 	}
 	return out
+}
+
+func trimScheme(target string) string {
+	if _, rest, ok := strings.Cut(target, "://"); ok {
+		return rest
+	}
+	return target
 }
 
 func splitList(s string) []string {

@@ -9,6 +9,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
@@ -25,10 +27,22 @@ func main() {
 	batch := flag.Int("b", 1000, "checks per batch (at most 1000)")
 	keys := flag.Int("keys", 10000, "distinct client IPs")
 	dur := flag.Duration("d", 5*time.Second, "how long to send")
+	caCert := flag.String("ca-cert", "", "PEM CA bundle that signed the node's --http-cert (for an https:// url)")
+	skipVerify := flag.Bool("insecure-skip-verify", false, "do not verify the node's certificate")
 	flag.Parse()
 
+	tlsConfig := &tls.Config{InsecureSkipVerify: *skipVerify}
+	if *caCert != "" {
+		pem, err := os.ReadFile(*caCert)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "batchload:", err)
+			os.Exit(2)
+		}
+		tlsConfig.RootCAs = x509.NewCertPool()
+		tlsConfig.RootCAs.AppendCertsFromPEM(pem)
+	}
 	bodies := encodeBatches(*batch, *keys)
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *conns}}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *conns, TLSClientConfig: tlsConfig}}
 	var decisions atomic.Int64
 	var failed atomic.Value
 	end := time.Now().Add(*dur)

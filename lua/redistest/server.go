@@ -5,6 +5,8 @@ package redistest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -31,6 +33,7 @@ type Server struct {
 	port      int
 	extraArgs []string
 	proc      *process
+	tls       *tls.Config // non-nil: the server speaks TLS only
 }
 
 // StartServer starts a standalone redis-server on a free port and stops it when the test ends.
@@ -39,12 +42,34 @@ func StartServer(t testing.TB) *Server {
 	return startServer(t, t.TempDir(), freePort, nil)
 }
 
+// StartTLSServer starts a standalone redis-server that accepts only TLS
+// connections on its port, presenting certFile (key in keyFile), and
+// returns it with the client TLS configuration that trusts caFile.
+func StartTLSServer(t testing.TB, certFile, keyFile, caFile string) *Server {
+	t.Helper()
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	return launchNew(t, &Server{t: t, dir: t.TempDir(), tls: &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}, extraArgs: []string{
+		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-cert-file", caFile,
+		"--tls-auth-clients", "no",
+	}}, freePort)
+}
+
 // startServer launches redis-server with extraArgs on a port from pick, trying other
 // ports when the chosen one was taken in the meantime.
 func startServer(t testing.TB, dir string, pick func(testing.TB) int, extraArgs []string) *Server {
 	t.Helper()
+	return launchNew(t, &Server{t: t, dir: dir, extraArgs: extraArgs}, pick)
+}
+
+// launchNew starts s on a port from pick, retrying with other ports.
+func launchNew(t testing.TB, s *Server, pick func(testing.TB) int) *Server {
+	t.Helper()
 	requireBinary(t, "redis-server")
-	s := &Server{t: t, dir: dir, extraArgs: extraArgs}
 	t.Cleanup(s.Kill)
 	var err error
 	for range 5 {
@@ -99,17 +124,20 @@ func (s *Server) stop(sig syscall.Signal) {
 }
 
 func (s *Server) launch() error {
-	args := append([]string{
-		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+	port := []string{"--port", strconv.Itoa(s.port)}
+	if s.tls != nil {
+		port = []string{"--port", "0", "--tls-port", strconv.Itoa(s.port)}
+	}
+	args := append(append(port, "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
-	}, s.extraArgs...)
+	), s.extraArgs...)
 	logPath := filepath.Join(s.dir, "redis-"+strconv.Itoa(s.port)+".log")
 	proc, err := startProcess(logPath, "redis-server", args...)
 	if err != nil {
 		return err
 	}
 	s.proc = proc
-	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), DialTimeout: time.Second, MaxRetries: -1})
+	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), DialTimeout: time.Second, MaxRetries: -1, TLSConfig: s.tls})
 	defer rdb.Close()
 	deadline := time.Now().Add(startTimeout)
 	for {
