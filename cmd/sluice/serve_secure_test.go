@@ -14,7 +14,7 @@ import (
 // returns its error (nil if it was still running and stopped cleanly).
 func serveOnce(t *testing.T, wait time.Duration, args ...string) error {
 	t.Helper()
-	fs := newFlagSet("serve", io.Discard)
+	fs := newFlagSet("serve", io.Discard, io.Discard)
 	var f serveFlags
 	f.register(fs)
 	base := []string{"--node-id", "n1", "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--rules", "../../testdata/rules.json"}
