@@ -63,6 +63,7 @@ func runScriptTests(t *testing.T, rdb redis.UniversalClient) {
 			"Accuracy":            testAccuracy,
 			"AdoptsLegacyGrants":  testAdoptsLegacyGrants,
 			"Roomy":               testRoomy,
+			"SettleAll":           testSettleAll,
 		} {
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()

@@ -137,12 +137,7 @@ func (l *Limiter) Ping(ctx context.Context) error {
 // run calls the script's op for one bucket and returns its integer answer, which must have n values.
 func (l *Limiter) run(ctx context.Context, rule, key string, n int, op string, b Bucket, opArgs ...int64) ([]int64, error) {
 	bucketKey := RedisKey(rule, key)
-	args := make([]any, 0, 4+len(opArgs))
-	args = append(args, op, b.Rate, b.Per.Microseconds(), b.Burst)
-	for _, a := range opArgs {
-		args = append(args, a)
-	}
-	res, err := tokenBucket.Run(ctx, l.rdb, []string{bucketKey, grantsKey(bucketKey)}, args...).Result()
+	res, err := tokenBucket.Run(ctx, l.rdb, scriptKeys(bucketKey), scriptArgs(op, b, opArgs...)...).Result()
 	if err != nil {
 		l.rereadSlotsAfter(err)
 		return nil, fmt.Errorf("token bucket %s %s: %w", op, bucketKey, err)
@@ -152,6 +147,56 @@ func (l *Limiter) run(ctx context.Context, rule, key string, n int, op string, b
 		return nil, fmt.Errorf("token bucket %s %s: %w", op, bucketKey, err)
 	}
 	return v, nil
+}
+
+func scriptKeys(bucketKey string) []string { return []string{bucketKey, grantsKey(bucketKey)} }
+
+func scriptArgs(op string, b Bucket, opArgs ...int64) []any {
+	args := make([]any, 0, 4+len(opArgs))
+	args = append(args, op, b.Rate, b.Per.Microseconds(), b.Burst)
+	for _, a := range opArgs {
+		args = append(args, a)
+	}
+	return args
+}
+
+// SettleCall is one grant for SettleAll to settle.
+type SettleCall struct {
+	Rule, Key string
+	Bucket    Bucket
+	Settlement
+}
+
+// SettleAll settles many grants in one round trip: a pipeline, which a cluster client
+// splits by node and sends to the nodes at once. It returns how many grants were still
+// outstanding and the first error; a grant whose settle failed expires in Redis and
+// counts as spent. A call that finds the script not loaded (NOSCRIPT, e.g. after a
+// restart) is sent again on its own, which loads it.
+func (l *Limiter) SettleAll(ctx context.Context, calls []SettleCall) (found int, err error) {
+	pipe := l.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(calls))
+	for i, c := range calls {
+		cmds[i] = tokenBucket.EvalSha(ctx, pipe, scriptKeys(RedisKey(c.Rule, c.Key)), scriptArgs("settle", c.Bucket, c.ID, c.Granted, c.Unused)...)
+	}
+	_, _ = pipe.Exec(ctx) // each command's own error is read below
+	for i, cmd := range cmds {
+		res, cerr := cmd.Result()
+		if cerr != nil && redis.HasErrorPrefix(cerr, "NOSCRIPT") {
+			c := calls[i]
+			res, cerr = tokenBucket.Run(ctx, l.rdb, scriptKeys(RedisKey(c.Rule, c.Key)), scriptArgs("settle", c.Bucket, c.ID, c.Granted, c.Unused)...).Result()
+		}
+		if cerr == nil {
+			var v []int64
+			if v, cerr = int64s(res, 1); cerr == nil && v[0] == 1 {
+				found++
+			}
+		}
+		if cerr != nil && err == nil {
+			l.rereadSlotsAfter(cerr)
+			err = fmt.Errorf("token bucket settle %s: %w", RedisKey(calls[i].Rule, calls[i].Key), cerr)
+		}
+	}
+	return found, err
 }
 
 // rereadSlotsAfter makes a cluster client re-read the slot map after a failure that was

@@ -2,6 +2,7 @@ package lua_test
 
 import (
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -321,5 +322,28 @@ func testRoomy(t *testing.T, e *env) {
 	g, err := e.lim.RenewRoomy(t.Context(), e.rule, "k", b, lua.Settlement{}, 40, 1, time.Second, lua.Roomy{Want: 40, TTL: time.Hour})
 	if err != nil || g.Granted != 40 || g.TTL != time.Second {
 		t.Fatalf("roomy not above want: %+v, %v, want 40 tokens for the short ttl", g, err)
+	}
+}
+
+// testSettleAll settles grants of many keys in one pipeline (on a cluster, split across
+// the nodes owning their slots): each behaves as its own settle.
+func testSettleAll(t *testing.T, e *env) {
+	b := lua.Bucket{Rate: 1, Per: time.Hour, Burst: 10}
+	var calls []lua.SettleCall
+	for i := range 40 {
+		key := "k" + strconv.Itoa(i)
+		g := e.acquire(key, b, 6, 6, time.Minute)
+		calls = append(calls, lua.SettleCall{Rule: e.rule, Key: key, Bucket: b,
+			Settlement: lua.Settlement{ID: g.ID, Granted: g.Granted, Unused: int64(i % 7)}})
+	}
+	calls = append(calls, lua.SettleCall{Rule: e.rule, Key: "k0", Bucket: b, Settlement: lua.Settlement{ID: 1, Granted: 6}})
+	found, err := e.lim.SettleAll(t.Context(), calls)
+	if err != nil || found != 40 {
+		t.Fatalf("SettleAll of 40 live grants and an unknown one: found %d, %v; want 40", found, err)
+	}
+	for i := range 40 {
+		if remaining, _ := e.peek("k"+strconv.Itoa(i), b); remaining != 4+int64(i%7) {
+			t.Fatalf("key %d after handing back %d of 6: remaining %d, want %d", i, i%7, remaining, 4+i%7)
+		}
 	}
 }

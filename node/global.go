@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"math"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -291,9 +292,8 @@ func (g *globalPath) give(key []byte, r *rules.CompiledRule, display string, cos
 }
 
 // expire hands the unused tokens of slices past their deadline back to Redis
-// and forgets idle keys. It returns the first Redis error, after which it
-// settles nothing more: those grants expire in Redis and count as spent,
-// which is safe.
+// and forgets idle keys. It returns the first Redis error: grants whose
+// settle failed expire in Redis and count as spent, which is safe.
 func (g *globalPath) expire(ctx context.Context, idleFor time.Duration) error {
 	now := g.now()
 	s := g.newSettler(ctx)
@@ -308,40 +308,52 @@ func (g *globalPath) closeAll(ctx context.Context) error {
 	return s.wait()
 }
 
-// settleParallelism bounds the settles in flight at once, so a sweep over
-// many keys ends well within the grants' margin instead of one round trip
-// after another.
+// settleParallelism bounds the settles of spent slices in flight at once
+// (settleSpent), and the sweeper's settle pipelines in flight at once.
 const settleParallelism = 16
 
-// settler gives closed slices' unused tokens back to Redis, several at once.
+// settleBatch is the most settles one pipeline carries: a sweep over many
+// keys costs a round trip per settleBatch keys, and ends well within the
+// grants' margin.
+const settleBatch = 256
+
+// settler collects closed slices' unused tokens during a sweep and hands
+// them back to Redis in pipelines when the sweep is done.
 type settler struct {
 	g     *globalPath
 	ctx   context.Context
-	group errgroup.Group
-	err   atomic.Pointer[error]
+	calls []lua.SettleCall
 }
 
 func (g *globalPath) newSettler(ctx context.Context) *settler {
-	s := &settler{g: g, ctx: ctx}
-	s.group.SetLimit(settleParallelism)
-	return s
+	return &settler{g: g, ctx: ctx}
 }
 
 func (s *settler) settle(e *buckets.SliceEntry, sl *buckets.Slice, unused int64) {
-	s.group.Go(func() error {
-		if s.err.Load() != nil {
-			return nil
-		}
-		if err := s.g.settle(s.ctx, e, sl, unused); err != nil {
-			s.err.CompareAndSwap(nil, &err)
-		}
-		return nil
-	})
+	s.calls = append(s.calls, lua.SettleCall{Rule: e.Rule, Key: e.Key, Bucket: s.g.bucket(e.Rule, e.Params()),
+		Settlement: lua.Settlement{ID: sl.GrantID, Granted: sl.Granted, Unused: unused}})
 }
 
+// wait sends the collected settles and returns the first Redis error.
 func (s *settler) wait() error {
-	s.group.Wait()
-	if err := s.err.Load(); err != nil {
+	var group errgroup.Group
+	group.SetLimit(settleParallelism)
+	var first atomic.Pointer[error]
+	for chunk := range slices.Chunk(s.calls, settleBatch) {
+		group.Go(func() error {
+			ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.RedisTimeout)
+			defer cancel()
+			start := time.Now()
+			_, err := s.g.cfg.Limiter.SettleAll(ctx, chunk)
+			s.g.cfg.Metrics.observeTrip("settle", len(chunk), err, time.Since(start))
+			if err != nil {
+				first.CompareAndSwap(nil, &err)
+			}
+			return nil
+		})
+	}
+	group.Wait()
+	if err := first.Load(); err != nil {
 		return *err
 	}
 	return nil

@@ -148,6 +148,48 @@ func TestGlobalWarmKeysRedisCallsPerDecision(t *testing.T) {
 	}
 }
 
+// TestGlobalSweepSettlesInFewRoundTrips: when many keys' slices expire with
+// tokens left, the sweeper hands them back in pipelines, a round trip per
+// settleBatch keys rather than one per key, and every grant is settled.
+func TestGlobalSweepSettlesInFewRoundTrips(t *testing.T) {
+	srv := redistest.StartServer(t)
+	const doc = `{"rules": [{"name": "sweep", "key": ["k"], "limit": {"rate": 1000, "per": "1s"}}]}`
+	e := newGlobalEngine(t, dialRedis(t, time.Second, srv.Addr()),
+		globalOpts{nodes: 1, sliceTTL: 300 * time.Millisecond, redisTimeout: time.Second, roomyTTL: -1}, doc)
+	const keys = 600
+	for i := range keys {
+		// The first slice of a new key is its one token; the second, sized by
+		// the demand just seen, keeps tokens left to hand back.
+		decide(t, e.Engine, 1, "k", "key-"+strconv.Itoa(i))
+		decide(t, e.Engine, 1, "k", "key-"+strconv.Itoa(i))
+	}
+	open := 0
+	for i := range keys {
+		if s := e.entry("k", "key-"+strconv.Itoa(i)).Current(); s != nil && s.Left() > 0 {
+			open++
+		}
+	}
+	if open < keys/2 {
+		t.Fatalf("only %d of %d keys hold tokens to hand back", open, keys)
+	}
+	settles, trips := e.calls.settles.Load(), e.calls.settleTrips.Load()
+	waitFor(t, 20*time.Second, "the sweeper to settle every slice with tokens left", func() bool {
+		return e.calls.settles.Load()-settles >= int64(open)
+	})
+	settled, used := e.calls.settles.Load()-settles, e.calls.settleTrips.Load()-trips
+	t.Logf("%d keys with tokens left: %d settles in %d round trips", open, settled, used)
+	if most := int64(4 * (open/settleBatch + 1)); used > most {
+		t.Errorf("%d settles took %d round trips, want at most %d", settled, used, most)
+	}
+	// The metric counts a pipeline once its answers are in.
+	waitFor(t, 10*time.Second, "sluice_redis_calls_total{kind=settle} to count every settle sent", func() bool {
+		return metricValue(t, e.metrics.calls.WithLabelValues("settle")) == float64(e.calls.settles.Load())
+	})
+	if v, most := metricValue(t, e.metrics.trips), float64(e.calls.acquires.Load()+e.calls.settleTrips.Load()); v > most {
+		t.Errorf("sluice_redis_round_trips_total = %v, want at most %v acquires + settle trips", v, most)
+	}
+}
+
 func TestGlobalSliceHitDoesNotAllocate(t *testing.T) {
 	srv := redistest.StartServer(t)
 	e := newGlobalEngine(t, dialRedis(t, time.Second, srv.Addr()), globalOpts{nodes: 1, sliceTTL: time.Hour, redisTimeout: time.Second}, sliceHitRule)

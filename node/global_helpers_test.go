@@ -21,6 +21,8 @@ import (
 type scriptCalls struct {
 	n        atomic.Int64
 	acquires atomic.Int64
+	// settles counts settle calls, settleTrips the round trips carrying them.
+	settles, settleTrips atomic.Int64
 	// before, if set, runs before an acquire goes out; after, once its
 	// answer is in. Settles (e.g. the sweeper's) are counted but not held.
 	before, after atomic.Pointer[func()]
@@ -44,6 +46,10 @@ func (c *scriptCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			return next(ctx, cmd)
 		}
 		c.n.Add(1)
+		if scriptOp(cmd) == "settle" {
+			c.settles.Add(1)
+			c.settleTrips.Add(1)
+		}
 		if scriptOp(cmd) != "acquire" {
 			return next(ctx, cmd)
 		}
@@ -60,7 +66,22 @@ func (c *scriptCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 }
 
 func (c *scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		var settles int64
+		for _, cmd := range cmds {
+			if name := cmd.Name(); name == "evalsha" || name == "eval" {
+				c.n.Add(1)
+				if scriptOp(cmd) == "settle" {
+					settles++
+				}
+			}
+		}
+		if settles > 0 {
+			c.settles.Add(settles)
+			c.settleTrips.Add(1)
+		}
+		return next(ctx, cmds)
+	}
 }
 
 func (c *scriptCalls) count() int64 { return c.n.Load() }

@@ -11,6 +11,10 @@ import (
 // RedisMetrics count the global path's Redis traffic (SPEC §9).
 type RedisMetrics struct {
 	requests *prometheus.CounterVec
+	// calls counts commands by kind, trips the round trips that carried
+	// them: a pipeline of settles is many calls in one trip.
+	calls    *prometheus.CounterVec
+	trips    prometheus.Counter
 	duration prometheus.Histogram
 	refills  prometheus.Counter
 	fallback prometheus.Gauge
@@ -23,6 +27,14 @@ func NewRedisMetrics(reg prometheus.Registerer) *RedisMetrics {
 			Namespace: "sluice", Name: "redis_requests_total",
 			Help: "Calls to the Redis token bucket by op (acquire, settle, probe) and result (ok, error, timeout).",
 		}, []string{"op", "result"}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sluice", Name: "redis_calls_total",
+			Help: "Commands sent to Redis by kind (acquire: a slice renewal; settle: a grant handed back; quota_acquire, quota_settle, probe), counting each call of a pipeline.",
+		}, []string{"kind"}),
+		trips: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "sluice", Name: "redis_round_trips_total",
+			Help: "Round trips to Redis; a pipeline of calls is one.",
+		}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "sluice", Name: "redis_request_duration_seconds",
 			Help:    "Round-trip time of calls to Redis.",
@@ -37,11 +49,16 @@ func NewRedisMetrics(reg prometheus.Registerer) *RedisMetrics {
 			Help: "1 while Redis is unreachable and this node decides from its leased share.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.refills, m.fallback)
+	reg.MustRegister(m.requests, m.calls, m.trips, m.duration, m.refills, m.fallback)
 	return m
 }
 
 func (m *RedisMetrics) observe(op string, err error, took time.Duration) {
+	m.observeTrip(op, 1, err, took)
+}
+
+// observeTrip records one round trip carrying n calls of op.
+func (m *RedisMetrics) observeTrip(op string, n int, err error, took time.Duration) {
 	if m == nil {
 		return
 	}
@@ -52,7 +69,9 @@ func (m *RedisMetrics) observe(op string, err error, took time.Duration) {
 	case err != nil:
 		result = "error"
 	}
-	m.requests.WithLabelValues(op, result).Inc()
+	m.requests.WithLabelValues(op, result).Add(float64(n))
+	m.calls.WithLabelValues(op).Add(float64(n))
+	m.trips.Inc()
 	m.duration.Observe(took.Seconds())
 }
 
