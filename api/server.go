@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/api/check"
 	"github.com/sluicehq/sluice/api/clientip"
 	"github.com/sluicehq/sluice/api/middleware"
+	"github.com/sluicehq/sluice/api/openapi"
 )
 
 // Engine is what the check endpoints need from a node's decision engine.
@@ -97,6 +98,7 @@ func NewServer(cfg Config) (*Server, error) {
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.handleReady)
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
+	r.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", openapi.Document) })
 	guard := adminGuard(cfg.AdminToken, cfg.NodeClient)
 	if cfg.Admin != nil {
 		registerAdminRoutes(r, cfg.Admin, guard)

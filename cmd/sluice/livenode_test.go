@@ -31,6 +31,15 @@ type liveNode struct {
 // the sample rules, plus extra serve flags, and waits until it is ready.
 func startLiveNode(t *testing.T, extra ...string) *liveNode {
 	t.Helper()
+	n := launchLiveNode(t, extra...)
+	pollUntil(t, 20*time.Second, "node ready", func() bool { return httpStatus(n.url+"/readyz") == http.StatusOK })
+	return n
+}
+
+// launchLiveNode is startLiveNode without waiting for readiness: it returns
+// once the node serves HTTP.
+func launchLiveNode(t *testing.T, extra ...string) *liveNode {
+	t.Helper()
 	fs := newFlagSet("serve", io.Discard, io.Discard)
 	var f serveFlags
 	f.register(fs)
@@ -84,7 +93,6 @@ func startLiveNode(t *testing.T, extra ...string) *liveNode {
 		n.url = servingAddr(logs.String())
 	}
 	n.url = "http://" + n.url
-	pollUntil(t, 20*time.Second, "node ready", func() bool { return httpStatus(n.url+"/readyz") == http.StatusOK })
 	return n
 }
 

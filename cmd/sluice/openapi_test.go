@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/legacy"
+
+	"github.com/sluicehq/sluice/api/admin"
+	"github.com/sluicehq/sluice/api/openapi"
+)
+
+// apiCall is one request to a live node and the status it must get.
+type apiCall struct {
+	node          *liveNode
+	method, path  string
+	body          string
+	header        map[string]string
+	want          int
+	untilWant     bool // repeat (a few dozen times at most) until the status is want
+	invalidOnWire bool // the request breaks the document on purpose (a 4xx case)
+}
+
+// TestOpenAPIMatchesRealAnswers sends every route of the HTTP API real
+// requests on live nodes (an open one, one with an admin token, one that
+// has neither a leader nor rules) and checks each answer — status, headers
+// and body — against the OpenAPI document served at /openapi.json, with
+// kin-openapi's validator. Every status the document lists for an operation
+// must have been seen, so the document can neither describe answers the
+// node does not give nor miss ones it does.
+func TestOpenAPIMatchesRealAnswers(t *testing.T) {
+	open := startLiveNode(t)
+	startLiveNode(t, "--node-id", "n2", "--join", strings.TrimPrefix(open.url, "http://"))
+	guarded := startLiveNode(t, "--admin-token", "s3cret")
+	lost := launchLiveNode(t, "--node-id", "lost", "--join", "127.0.0.1:1")
+
+	doc, router := loadServedDocument(t, open)
+	self := memberOf(t, open, "n1")
+	huge := `{"attributes": {"x": "` + strings.Repeat("a", 1<<20) + `"}}`
+	quotaRules := strings.Replace(string(readRepoFile(t, "testdata/rules.json")), `"rules": [`,
+		`"rules": [{"name": "monthly", "key": ["tenant"], "quota": {"limit": 1000, "per": "month"}},`, 1)
+	bearer := map[string]string{"Authorization": "Bearer wrong"}
+	loginCheck := `{"attributes": {"ip": "198.51.100.2", "route": "/login", "method": "POST"}}`
+	proxied := map[string]string{"X-Real-IP": "198.51.100.3", "X-Original-URI": "/login", "X-Original-Method": "POST"}
+
+	calls := []apiCall{
+		// the open node: every success, and the client errors
+		{node: open, method: "PUT", path: "/v1/rules", body: quotaRules, want: 200},
+		{node: open, method: "PUT", path: "/v1/rules", body: `{"rules": [{"name": "x", "key": ["ip"], "limit": {"rate": 0, "per": "1s"}}]}`, want: 400, invalidOnWire: true},
+		{node: open, method: "PUT", path: "/v1/rules", body: huge, want: 413, invalidOnWire: true},
+		{node: open, method: "GET", path: "/v1/rules", want: 200},
+		{node: open, method: "POST", path: "/v1/check", body: `{"attributes": {"ip": "198.51.100.1", "route": "/api/orders"}, "cost": 2}`, want: 200},
+		{node: open, method: "POST", path: "/v1/check", body: `{"attributes": {"tenant": "acme"}}`, want: 200},
+		{node: open, method: "POST", path: "/v1/check", body: loginCheck, want: 429, untilWant: true},
+		{node: open, method: "POST", path: "/v1/check", body: `{"attributes": {"ip": 7}}`, want: 400, invalidOnWire: true},
+		{node: open, method: "POST", path: "/v1/check", body: huge, want: 413, invalidOnWire: true},
+		{node: open, method: "POST", path: "/v1/check/batch", body: `{"requests": [{"attributes": {"ip": "198.51.100.1"}}, ` + loginCheck + `]}`, want: 200},
+		{node: open, method: "POST", path: "/v1/check/batch", body: `{"requests": {}}`, want: 400, invalidOnWire: true},
+		{node: open, method: "POST", path: "/v1/check/batch", body: huge, want: 413, invalidOnWire: true},
+		{node: open, method: "GET", path: "/v1/forward-auth", header: proxied, want: 200},
+		{node: open, method: "GET", path: "/v1/forward-auth", header: proxied, want: 429, untilWant: true},
+		{node: open, method: "GET", path: "/v1/forward-auth?deny_status=403", header: proxied, want: 403},
+		{node: open, method: "GET", path: "/v1/forward-auth?deny_status=401", header: proxied, want: 400, invalidOnWire: true},
+		{node: open, method: "GET", path: "/v1/usage?rule=login&key=198.51.100.2", want: 200},
+		{node: open, method: "GET", path: "/v1/usage?rule=monthly&key=acme", want: 200},
+		{node: open, method: "GET", path: "/v1/usage?rule=login", want: 400, invalidOnWire: true},
+		{node: open, method: "GET", path: "/v1/usage?rule=nope&key=x", want: 404},
+		{node: open, method: "POST", path: "/v1/usage/reset", body: `{"rule": "monthly", "key": "acme"}`, want: 200},
+		{node: open, method: "POST", path: "/v1/usage/reset", body: `{"rule": "monthly"}`, want: 400, invalidOnWire: true},
+		{node: open, method: "POST", path: "/v1/usage/reset", body: `{"rule": "nope", "key": "acme"}`, want: 404},
+		{node: open, method: "POST", path: "/v1/usage/reset", body: huge, want: 413, invalidOnWire: true},
+		{node: open, method: "GET", path: "/ping", want: 200},
+		{node: open, method: "GET", path: "/ping", want: 429, untilWant: true},
+		{node: open, method: "GET", path: "/healthz", want: 200},
+		{node: open, method: "GET", path: "/readyz", want: 200},
+		{node: open, method: "GET", path: "/metrics", want: 200},
+		{node: open, method: "GET", path: "/openapi.json", want: 200},
+		{node: open, method: "GET", path: "/v1/cluster", want: 200},
+		{node: open, method: "POST", path: "/v1/cluster/join", body: self, want: 200},
+		{node: open, method: "POST", path: "/v1/cluster/join", body: `{"node_id": "n9", "raft_addr": "nowhere"}`, want: 400, invalidOnWire: true},
+		{node: open, method: "POST", path: "/v1/cluster/join", body: huge, want: 413, invalidOnWire: true},
+		{node: open, method: "DELETE", path: "/v1/cluster/nodes/nope", want: 404},
+		{node: open, method: "DELETE", path: "/v1/cluster/nodes/n2", want: 200},
+		{node: open, method: "GET", path: "/v1/leases", want: 200},
+		{node: open, method: "POST", path: "/v1/internal/demand", body: `{"node_id": "n1", "rates": {"ping": 1.5}}`, want: 200},
+		{node: open, method: "POST", path: "/v1/internal/demand", body: `{"node_id": "n1", "rates": {"ping": "fast"}}`, want: 400, invalidOnWire: true},
+		{node: open, method: "POST", path: "/v1/internal/demand", body: huge, want: 413, invalidOnWire: true},
+		// the node with an admin token refuses a wrong one on every admin route
+		{node: guarded, method: "GET", path: "/v1/cluster", header: bearer, want: 401},
+		{node: guarded, method: "POST", path: "/v1/cluster/join", body: self, header: bearer, want: 401},
+		{node: guarded, method: "DELETE", path: "/v1/cluster/nodes/n1", header: bearer, want: 401},
+		{node: guarded, method: "GET", path: "/v1/rules", header: bearer, want: 401},
+		{node: guarded, method: "PUT", path: "/v1/rules", body: quotaRules, header: bearer, want: 401},
+		{node: guarded, method: "GET", path: "/v1/leases", header: bearer, want: 401},
+		{node: guarded, method: "POST", path: "/v1/usage/reset", body: `{"rule": "login", "key": "x"}`, header: bearer, want: 401},
+		{node: guarded, method: "POST", path: "/v1/internal/demand", body: `{"node_id": "n1", "rates": {}}`, header: bearer, want: 401},
+		// the node that never reached its cluster: no leader, no rules
+		{node: lost, method: "POST", path: "/v1/check", body: loginCheck, want: 503},
+		{node: lost, method: "POST", path: "/v1/check/batch", body: `{"requests": [` + loginCheck + `]}`, want: 503},
+		{node: lost, method: "GET", path: "/v1/forward-auth", header: proxied, want: 503},
+		{node: lost, method: "GET", path: "/readyz", want: 503},
+		{node: lost, method: "PUT", path: "/v1/rules", body: quotaRules, want: 503},
+		{node: lost, method: "POST", path: "/v1/cluster/join", body: self, want: 503},
+		{node: lost, method: "DELETE", path: "/v1/cluster/nodes/n1", want: 503},
+		{node: lost, method: "POST", path: "/v1/internal/demand", body: `{"node_id": "n1", "rates": {}}`, want: 503},
+	}
+	seen := map[string]bool{}
+	for _, c := range calls {
+		seen[checkCall(t, router, c)] = true
+	}
+	for _, key := range documentedAnswers(doc) {
+		if !seen[key] {
+			t.Errorf("the document lists %s, but no test call produced it", key)
+		}
+	}
+}
+
+// loadServedDocument fetches /openapi.json from n, checks it is the
+// embedded document, and returns it with a router for finding operations.
+func loadServedDocument(t *testing.T, n *liveNode) (*openapi3.T, routers.Router) {
+	t.Helper()
+	resp, err := http.Get(n.url + "/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(served, openapi.Document) {
+		t.Fatalf("GET /openapi.json: %d, %d bytes; want 200 and the embedded document", resp.StatusCode, len(served))
+	}
+	doc, err := openapi3.NewLoader().LoadFromData(served)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	doc.Servers = nil // match requests to any node by path alone
+	router, err := legacy.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc, router
+}
+
+// memberOf returns the join request that names node id as the cluster
+// already knows it (joining again is idempotent).
+func memberOf(t *testing.T, n *liveNode, id string) string {
+	t.Helper()
+	resp, err := http.Get(n.url + "/v1/cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st admin.ClusterStatus
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range st.Nodes {
+		if m.ID == id {
+			b, _ := json.Marshal(admin.JoinRequest{NodeID: id, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr})
+			return string(b)
+		}
+	}
+	t.Fatalf("%s is not a member: %+v", id, st)
+	return ""
+}
+
+// checkCall makes c (repeatedly if asked), checks the status and validates
+// the request (unless it is invalid on purpose) and the answer against the
+// document; it returns "METHOD /path/template STATUS".
+func checkCall(t *testing.T, router routers.Router, c apiCall) string {
+	t.Helper()
+	what := c.method + " " + c.path
+	var status int
+	for range 60 {
+		req, err := http.NewRequest(c.method, c.node.url+c.path, strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		for k, v := range c.header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		status = resp.StatusCode
+		if status != c.want && c.untilWant {
+			continue
+		}
+		if status != c.want {
+			t.Errorf("%s: status %d, want %d; body %.300s", what, status, c.want, body)
+			return ""
+		}
+		return validateAgainstDocument(t, router, c, req, resp, body)
+	}
+	t.Errorf("%s: still %d after 60 tries, want %d", what, status, c.want)
+	return ""
+}
+
+func validateAgainstDocument(t *testing.T, router routers.Router, c apiCall, req *http.Request, resp *http.Response, body []byte) string {
+	t.Helper()
+	what := fmt.Sprintf("%s %s → %d", c.method, c.path, resp.StatusCode)
+	req.Body = io.NopCloser(strings.NewReader(c.body))
+	route, params, err := router.FindRoute(req)
+	if err != nil {
+		t.Errorf("%s: not in the document: %v", what, err)
+		return ""
+	}
+	reqInput := &openapi3filter.RequestValidationInput{
+		Request: req, PathParams: params, Route: route,
+		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc},
+	}
+	if !c.invalidOnWire {
+		if err := openapi3filter.ValidateRequest(context.Background(), reqInput); err != nil {
+			t.Errorf("%s: the request breaks the document: %v", what, err)
+		}
+	}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: reqInput,
+		Status:                 resp.StatusCode,
+		Header:                 resp.Header,
+		Options:                &openapi3filter.Options{IncludeResponseStatus: true},
+	}
+	in.SetBodyBytes(body)
+	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
+		t.Errorf("%s: the answer breaks the document: %v\nbody: %.500s", what, err, body)
+	}
+	return fmt.Sprintf("%s %s %d", c.method, route.Path, resp.StatusCode)
+}
+
+// documentedAnswers lists "METHOD /path STATUS" for every response the
+// document describes.
+func documentedAnswers(doc *openapi3.T) []string {
+	var out []string
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			for status := range op.Responses.Map() {
+				out = append(out, fmt.Sprintf("%s %s %s", method, path, status))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
