@@ -87,6 +87,10 @@ func (o dialOptions) applyTLS(seeds []*redis.Options) error {
 	return nil
 }
 
+// ErrModeUnknown: in auto mode, the one address did not say whether it is part of a
+// Redis Cluster (it is down, or not answering yet). NewPendingLimiter asks again later.
+var ErrModeUnknown = errors.New("redis mode auto: mode unknown")
+
 // maxRedirects is how many redirects or node failures one cluster call may get past: one
 // for a moved slot, one more for a slot being migrated at the same time.
 const maxRedirects = 2
@@ -102,7 +106,7 @@ func dialAuto(ctx context.Context, seeds []*redis.Options, timeout time.Duration
 	info, err := probe.Info(ctx, "cluster").Result()
 	probe.Close()
 	if err != nil {
-		return nil, fmt.Errorf("redis mode auto: cannot ask %s INFO cluster (start with --redis-mode single or --redis-mode cluster to skip the question): %w", seeds[0].Addr, err)
+		return nil, fmt.Errorf("%w: cannot ask %s INFO cluster (--redis-mode single or --redis-mode cluster skips the question): %w", ErrModeUnknown, seeds[0].Addr, err)
 	}
 	if !strings.Contains(info, "cluster_enabled:1") {
 		return redis.NewClient(singleOptions(seeds[0], timeout)), nil

@@ -2,6 +2,7 @@ package lua_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice/lua"
+	"github.com/sluicehq/sluice/lua/redistest"
 )
 
 func TestDialRefusesBadSpecs(t *testing.T) {
@@ -35,6 +37,9 @@ func TestDialRefusesBadSpecs(t *testing.T) {
 // An auto probe that fails tells the operator which flag values avoid it.
 func TestDialAutoErrorNamesTheModes(t *testing.T) {
 	_, err := lua.Dial(t.Context(), "127.0.0.1:1", "auto", 50*time.Millisecond)
+	if !errors.Is(err, lua.ErrModeUnknown) {
+		t.Errorf("Dial auto against a closed port: %v; want ErrModeUnknown (serve starts a pending limiter on it)", err)
+	}
 	if err == nil || !strings.Contains(err.Error(), "--redis-mode single") || !strings.Contains(err.Error(), "--redis-mode cluster") {
 		t.Fatalf("Dial auto against a closed port: %v; want an error naming --redis-mode single and cluster", err)
 	}
@@ -84,4 +89,32 @@ func dialNoError(t *testing.T, spec, mode string, timeout time.Duration) redis.U
 	}
 	t.Cleanup(func() { rdb.Close() })
 	return rdb
+}
+
+// A pending limiter (auto mode with Redis down at start) fails every call at
+// once until its Ping reaches Redis, then works like any other.
+func TestPendingLimiterConnectsOnceRedisAnswers(t *testing.T) {
+	srv := redistest.StartServer(t)
+	srv.Stop()
+	l := lua.NewPendingLimiter(func(ctx context.Context) (redis.UniversalClient, error) {
+		return lua.Dial(ctx, srv.Addr(), "auto", 500*time.Millisecond)
+	})
+	defer l.Close()
+	b := lua.Bucket{Rate: 1, Per: time.Second, Burst: 3}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if _, err := l.Acquire(ctx, "r", "k", b, 1, 1, time.Second); !errors.Is(err, lua.ErrNoClient) {
+		t.Fatalf("Acquire before Redis is up = %v, want ErrNoClient", err)
+	}
+	if err := l.Ping(ctx); !errors.Is(err, lua.ErrModeUnknown) {
+		t.Fatalf("Ping before Redis is up = %v, want ErrModeUnknown", err)
+	}
+	srv.Start()
+	if err := l.Ping(ctx); err != nil {
+		t.Fatalf("Ping once Redis is up = %v", err)
+	}
+	g, err := l.Acquire(ctx, "r", "k", b, 2, 1, time.Second)
+	if err != nil || g.Granted != 2 {
+		t.Fatalf("Acquire once connected = %+v, %v; want 2 granted", g, err)
+	}
 }

@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -56,12 +58,19 @@ type Roomy struct {
 // Limiter runs the token bucket script against Redis, standalone or cluster. Its methods
 // are safe for concurrent use; the deadline of ctx bounds each call.
 type Limiter struct {
-	rdb redis.UniversalClient
+	// rdb is the client; nil while a pending Limiter waits for Redis (pending.go).
+	rdb atomic.Pointer[redis.UniversalClient]
+	// dial makes the client of a pending Limiter; nil otherwise.
+	dial    func(context.Context) (redis.UniversalClient, error)
+	dialing sync.Mutex // guards making the client and closed
+	closed  bool
 }
 
 // NewLimiter returns a Limiter using rdb, typically made by Dial.
 func NewLimiter(rdb redis.UniversalClient) *Limiter {
-	return &Limiter{rdb: rdb}
+	l := &Limiter{}
+	l.rdb.Store(&rdb)
+	return l
 }
 
 // Acquire asks for want tokens and accepts any amount from min up. A grant counts as
@@ -125,21 +134,30 @@ func (l *Limiter) Peek(ctx context.Context, rule, key string, b Bucket) (remaini
 	return v[0], time.Duration(v[1]) * time.Microsecond, nil
 }
 
-// Ping checks that Redis answers (the fallback probe).
+// Ping checks that Redis answers (the fallback probe). A pending Limiter first tries to
+// make its client.
 func (l *Limiter) Ping(ctx context.Context) error {
-	err := l.rdb.Ping(ctx).Err()
+	rdb, err := l.connect(ctx)
 	if err != nil {
-		l.rereadSlotsAfter(err)
+		return err
 	}
-	return err
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		l.rereadSlotsAfter(rdb, err)
+		return err
+	}
+	return nil
 }
 
 // run calls the script's op for one bucket and returns its integer answer, which must have n values.
 func (l *Limiter) run(ctx context.Context, rule, key string, n int, op string, b Bucket, opArgs ...int64) ([]int64, error) {
 	bucketKey := RedisKey(rule, key)
-	res, err := tokenBucket.Run(ctx, l.rdb, scriptKeys(bucketKey), scriptArgs(op, b, opArgs...)...).Result()
+	rdb, err := l.client()
 	if err != nil {
-		l.rereadSlotsAfter(err)
+		return nil, err
+	}
+	res, err := tokenBucket.Run(ctx, rdb, scriptKeys(bucketKey), scriptArgs(op, b, opArgs...)...).Result()
+	if err != nil {
+		l.rereadSlotsAfter(rdb, err)
 		return nil, fmt.Errorf("token bucket %s %s: %w", op, bucketKey, err)
 	}
 	v, err := int64s(res, n)
@@ -173,7 +191,11 @@ type SettleCall struct {
 // counts as spent. A call that finds the script not loaded (NOSCRIPT, e.g. after a
 // restart) is sent again on its own, which loads it.
 func (l *Limiter) SettleAll(ctx context.Context, calls []SettleCall) (found int, err error) {
-	pipe := l.rdb.Pipeline()
+	rdb, err := l.client()
+	if err != nil {
+		return 0, err
+	}
+	pipe := rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(calls))
 	for i, c := range calls {
 		cmds[i] = tokenBucket.EvalSha(ctx, pipe, scriptKeys(RedisKey(c.Rule, c.Key)), scriptArgs("settle", c.Bucket, c.ID, c.Granted, c.Unused)...)
@@ -183,7 +205,7 @@ func (l *Limiter) SettleAll(ctx context.Context, calls []SettleCall) (found int,
 		res, cerr := cmd.Result()
 		if cerr != nil && redis.HasErrorPrefix(cerr, "NOSCRIPT") {
 			c := calls[i]
-			res, cerr = tokenBucket.Run(ctx, l.rdb, scriptKeys(RedisKey(c.Rule, c.Key)), scriptArgs("settle", c.Bucket, c.ID, c.Granted, c.Unused)...).Result()
+			res, cerr = tokenBucket.Run(ctx, rdb, scriptKeys(RedisKey(c.Rule, c.Key)), scriptArgs("settle", c.Bucket, c.ID, c.Granted, c.Unused)...).Result()
 		}
 		if cerr == nil {
 			var v []int64
@@ -192,7 +214,7 @@ func (l *Limiter) SettleAll(ctx context.Context, calls []SettleCall) (found int,
 			}
 		}
 		if cerr != nil && err == nil {
-			l.rereadSlotsAfter(cerr)
+			l.rereadSlotsAfter(rdb, cerr)
 			err = fmt.Errorf("token bucket settle %s: %w", RedisKey(calls[i].Rule, calls[i].Key), cerr)
 		}
 	}
@@ -203,9 +225,9 @@ func (l *Limiter) SettleAll(ctx context.Context, calls []SettleCall) (found int,
 // not a Redis reply. go-redis re-reads it on its own only on MOVED or once a minute, so it
 // would keep calling a dead master for up to a minute after a replica took over. The
 // re-read runs in the background and go-redis coalesces bursts of them.
-func (l *Limiter) rereadSlotsAfter(err error) {
+func (l *Limiter) rereadSlotsAfter(rdb redis.UniversalClient, err error) {
 	var reply redis.Error
-	if cluster, ok := l.rdb.(*redis.ClusterClient); ok && !errors.As(err, &reply) {
+	if cluster, ok := rdb.(*redis.ClusterClient); ok && !errors.As(err, &reply) {
 		cluster.ReloadState(context.Background())
 	}
 }

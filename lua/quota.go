@@ -96,9 +96,13 @@ func (l *Limiter) runQuota(ctx context.Context, rule, key string, w Window, limi
 	for _, a := range opArgs {
 		args = append(args, a)
 	}
-	res, err := quotaScript.Run(ctx, l.rdb, []string{k, grantsKey(k)}, args...).Result()
+	rdb, err := l.client()
 	if err != nil {
-		l.rereadSlotsAfter(err)
+		return nil, err
+	}
+	res, err := quotaScript.Run(ctx, rdb, []string{k, grantsKey(k)}, args...).Result()
+	if err != nil {
+		l.rereadSlotsAfter(rdb, err)
 		return nil, fmt.Errorf("quota %s %s: %w", op, k, err)
 	}
 	if items, ok := res.([]any); ok && len(items) == 2 && n != 2 {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/api/clientip"
@@ -122,13 +123,13 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 		if certs.redisRoots != nil {
 			dialOpts = append(dialOpts, lua.WithRootCAs(certs.redisRoots))
 		}
-		rdb, err := lua.Dial(context.Background(), f.redis, f.redisMode, f.redisTimeout, dialOpts...)
+		limiter, err := dialRedis(ctx, f, logger, dialOpts...)
 		if err != nil {
 			return fmt.Errorf("--redis: %w", err)
 		}
-		defer rdb.Close()
+		defer limiter.Close()
 		engineOpts = append(engineOpts, node.WithGlobal(node.GlobalConfig{
-			Limiter:      lua.NewLimiter(rdb),
+			Limiter:      limiter,
 			SliceTTL:     f.sliceTTL,
 			RoomyTTL:     f.sliceMaxTTL,
 			RedisTimeout: f.redisTimeout,
@@ -240,6 +241,24 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 	grpcSvc.stop(shutdownCtx)
 	engine.Close(shutdownCtx)
 	return n.Close()
+}
+
+// dialRedis makes the Redis limiter. Redis being down at start is no error:
+// the node decides in fallback until the probe reaches Redis (in auto mode,
+// the probe also learns whether it is a cluster) and then turns global.
+func dialRedis(ctx context.Context, f serveFlags, logger *slog.Logger, opts ...lua.DialOption) (*lua.Limiter, error) {
+	dial := func(ctx context.Context) (redis.UniversalClient, error) {
+		return lua.Dial(ctx, f.redis, f.redisMode, f.redisTimeout, opts...)
+	}
+	rdb, err := dial(ctx)
+	switch {
+	case errors.Is(err, lua.ErrModeUnknown):
+		logger.Warn("redis unreachable at start; deciding in fallback mode until it answers", "err", err)
+		return lua.NewPendingLimiter(dial), nil
+	case err != nil:
+		return nil, err
+	}
+	return lua.NewLimiter(rdb), nil
 }
 
 // openQuotaStore opens local mode's quota counters, beside the raft store.

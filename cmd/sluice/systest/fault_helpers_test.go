@@ -35,7 +35,31 @@ const (
 	// faultEpsInEpisode is ε for windows inside one fallback episode: M,
 	// the rounding of every node's fallback burst up to a whole token.
 	faultEpsInEpisode = faultNodes
+	// faultEpsJitter is ε while Redis stays healthy: the promise is 0, and
+	// what the harness can measure on top of it is excess's resolution
+	// (half a token) plus the fraction of a token rate·Δ leaves over a
+	// whole count, so one token. The clocks add nothing: Redis TIME and the
+	// recorder's monotonic clock run on this machine at the same rate (NTP
+	// slews both alike), and CheckEnvelope only counts admits certainly
+	// inside a window, so harness delays cannot make an excess appear.
+	faultEpsJitter = 1.0
 )
+
+// healthyRedisArgs are the serve flags of tests that keep Redis healthy:
+// a --redis-timeout long enough that a loaded machine's slow round trip is
+// not taken for an outage (which would be a fallback episode, with its ε).
+var healthyRedisArgs = []string{"--redis-timeout=1s"}
+
+// requireNoFallback fails the test if any decision was made in fallback
+// mode: the test's ε assumes Redis stayed healthy throughout.
+func requireNoFallback(t *testing.T, outcomes []systest.Outcome) {
+	t.Helper()
+	for _, o := range outcomes {
+		if o.Mode == "fallback" {
+			t.Fatalf("%s decided in fallback mode (request sent at %v) although Redis stayed up", o.Node, o.Sent)
+		}
+	}
+}
 
 var faultRules = tenantRules(faultRate, faultBurst)
 

@@ -45,6 +45,10 @@ type LoadConfig struct {
 	// Timeout bounds one request; a paused node's requests end with it.
 	// Zero means LoadTimeout.
 	Timeout time.Duration
+	// NoHealthCheck keeps sending to a node whose request failed, as a
+	// client without health checks does: a restarted node gets traffic from
+	// the moment it accepts connections, ready or not.
+	NoHealthCheck bool
 }
 
 // Load drives POST /v1/check with bounded concurrency until Stop. Like a
@@ -147,7 +151,11 @@ func (l *Load) work(ctx context.Context, p *Proc) {
 		l.mu.Lock()
 		l.outcomes = append(l.outcomes, o)
 		l.mu.Unlock()
-		if o.Status == 0 {
+		switch {
+		case o.Status != 0:
+		case l.cfg.NoHealthCheck:
+			pause(ctx, 10*time.Millisecond)
+		default:
 			waitReady(ctx, p)
 		}
 	}
@@ -155,14 +163,19 @@ func (l *Load) work(ctx context.Context, p *Proc) {
 
 // waitReady polls p's /readyz until it answers 200 or ctx ends.
 func waitReady(ctx context.Context, p *Proc) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(50 * time.Millisecond):
-		}
+	for pause(ctx, 50*time.Millisecond) {
 		if p.Ready() == nil {
 			return
 		}
+	}
+}
+
+// pause waits d and reports whether ctx is still live.
+func pause(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
 	}
 }
