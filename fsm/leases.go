@@ -49,6 +49,12 @@ type LeaseProposal struct {
 	// a correspondingly smaller global rate rather than on top of the
 	// whole of it.
 	Withheld []string `json:"withheld,omitempty"`
+	// Released is node → rule → a lease generation: the node reported that
+	// it uses no entry of the rule from an earlier generation (it moved on
+	// to a later one). Such entries are reserved no longer, so a share a
+	// node gave back moves to another at once instead of when its old entry
+	// expires (Lease.release).
+	Released map[string]map[string]uint64 `json:"released,omitempty"`
 }
 
 // Lease is one node's entry for one rule: its extra share on top of its
@@ -60,6 +66,10 @@ type Lease struct {
 	Extra    float64 `json:"extra"`
 	IssuedAt int64   `json:"issued_at"`
 	Expires  int64   `json:"expires"`
+	// Gen is the generation of the SetLeases that issued the entry
+	// (State.LeaseGen): unlike issue times, which come from the clocks of
+	// successive leaders, generations only grow.
+	Gen uint64 `json:"gen,omitempty"`
 	// Holds are this node's earlier entries that may still be in use and
 	// are not covered by this one (a larger extra, or a later expiry): no
 	// other node may be granted their extra before Until (+ skew).
@@ -70,6 +80,9 @@ type Lease struct {
 type Hold struct {
 	Extra float64 `json:"extra"`
 	Until int64   `json:"until"`
+	// Gen is the held entry's generation; 0 in holds written before it
+	// was recorded, which are never released early.
+	Gen uint64 `json:"gen,omitempty"`
 }
 
 // Reserved is the most this entry's node may be using at time t by a clock
@@ -91,12 +104,31 @@ func (l Lease) Reserved(t, skew int64) float64 {
 // live returns the current entry and the holds still possibly in use at t.
 func (l Lease) live(t, skew int64) []Hold {
 	var out []Hold
-	for _, h := range append([]Hold{{Extra: l.Extra, Until: l.Expires}}, l.Holds...) {
+	for _, h := range append([]Hold{{Extra: l.Extra, Until: l.Expires, Gen: l.Gen}}, l.Holds...) {
 		if h.Extra > 0 && h.Until+skew > t {
 			out = append(out, h)
 		}
 	}
 	return out
+}
+
+// release drops what the node reported it no longer uses: the entry and
+// holds of generations before before.
+func (l Lease) release(before uint64) Lease {
+	if before == 0 {
+		return l
+	}
+	if l.Gen < before {
+		l.Extra = 0
+	}
+	var kept []Hold
+	for _, h := range l.Holds {
+		if h.Gen == 0 || h.Gen >= before {
+			kept = append(kept, h)
+		}
+	}
+	l.Holds = kept
+	return l
 }
 
 // holdsBeside returns those of live not covered by the new entry cur (an
@@ -126,7 +158,8 @@ func EncodeSetLeases(p LeaseProposal) []byte {
 // letting Σ over nodes of (floor + extra that may be in use) exceed 1:
 //
 //   - Each node's reservation h is what its older entries may still grant it
-//     at IssuedAt (Lease.Reserved with the proposal's skew).
+//     at IssuedAt (Lease.Reserved with the proposal's skew), leaving out the
+//     entries it reported it has moved on from (Released).
 //   - A wish x ≤ h is granted as is: shrinking is always safe, and h stays
 //     reserved until the old entry has expired.
 //   - Wishes above h are the increases; they share what the pool has left
@@ -150,6 +183,7 @@ func applySetLeases(cur *State, payload []byte) (*State, error) {
 		return nil, fmt.Errorf("lease proposal withholds an empty node id")
 	}
 	next := cur.clone()
+	next.leaseGen++
 	next.withheld = slices.Compact(slices.Sorted(slices.Values(p.Withheld)))
 	next.leases = make(map[string]map[string]Lease, len(p.Extras))
 	for _, rule := range sortedKeys(cur.leases, p.Extras) {
@@ -159,7 +193,7 @@ func applySetLeases(cur *State, payload []byte) (*State, error) {
 		live := make([][]Hold, len(nodes))
 		reserved, increases := 0.0, 0.0
 		for i, id := range nodes {
-			old := cur.leases[rule][id]
+			old := cur.leases[rule][id].release(p.Released[id][rule])
 			live[i] = old.live(p.IssuedAt, p.Skew)
 			held[i] = old.Reserved(p.IssuedAt, p.Skew)
 			x := wishes[id]
@@ -179,7 +213,7 @@ func applySetLeases(cur *State, payload []byte) (*State, error) {
 			if x > held[i] {
 				x = held[i] + alpha*(x-held[i])
 			}
-			l := Lease{Extra: x, IssuedAt: p.IssuedAt, Expires: p.IssuedAt + p.TTL}
+			l := Lease{Extra: x, IssuedAt: p.IssuedAt, Expires: p.IssuedAt + p.TTL, Gen: next.leaseGen}
 			l.Holds = holdsBeside(Hold{Extra: l.Extra, Until: l.Expires}, live[i])
 			if x == 0 && len(l.Holds) == 0 {
 				continue // nothing granted, nothing reserved: the floor speaks

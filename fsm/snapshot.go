@@ -29,6 +29,9 @@ type snapshotBody struct {
 	Leases map[string]map[string]Lease `json:"leases,omitempty"`
 	// Withheld, likewise: older snapshots withhold nothing.
 	Withheld []string `json:"withheld,omitempty"`
+	// LeaseGen, likewise: older snapshots start counting again from 0, and
+	// their entries, of generation 0, are never released early.
+	LeaseGen uint64 `json:"lease_gen,omitempty"`
 }
 
 type snapshot struct{ state *State }
@@ -47,7 +50,7 @@ func writeSnapshot(w io.Writer, s *State) error {
 	bw := bufio.NewWriter(w)
 	bw.WriteString(snapshotMagic)
 	bw.WriteByte(snapshotVersion)
-	body := snapshotBody{RulesVersion: s.rulesVersion, RulesDoc: s.rulesDoc, Members: s.Members(), Leases: s.leases, Withheld: s.withheld}
+	body := snapshotBody{RulesVersion: s.rulesVersion, RulesDoc: s.rulesDoc, Members: s.Members(), Leases: s.leases, Withheld: s.withheld, LeaseGen: s.leaseGen}
 	if err := json.NewEncoder(bw).Encode(body); err != nil {
 		return err
 	}
@@ -72,7 +75,7 @@ func readSnapshot(r io.Reader) (*State, error) {
 	if err := dec.Decode(&body); err != nil {
 		return nil, fmt.Errorf("decode state: %w", err)
 	}
-	s := &State{rulesVersion: body.RulesVersion, rulesDoc: body.RulesDoc, members: make(map[string]Member, len(body.Members)), leases: body.Leases, withheld: body.Withheld}
+	s := &State{rulesVersion: body.RulesVersion, rulesDoc: body.RulesDoc, members: make(map[string]Member, len(body.Members)), leases: body.Leases, withheld: body.Withheld, leaseGen: body.LeaseGen}
 	for _, m := range body.Members {
 		s.members[m.ID] = m
 	}

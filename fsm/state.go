@@ -24,6 +24,8 @@ type State struct {
 	leases map[string]map[string]Lease
 	// withheld is the sorted member ids of the latest SetLeases's Withheld.
 	withheld []string
+	// leaseGen counts the SetLeases applied (Lease.Gen).
+	leaseGen uint64
 }
 
 var emptyState = &State{members: map[string]Member{}}
@@ -50,6 +52,9 @@ func (s *State) MemberCount() int { return len(s.members) }
 
 // Leases returns rule → node → lease entry. The caller must not modify it.
 func (s *State) Leases() map[string]map[string]Lease { return s.leases }
+
+// LeaseGen is the generation of the latest SetLeases: 0 before any.
+func (s *State) LeaseGen() uint64 { return s.leaseGen }
 
 // Withheld returns the sorted ids of the members whose shares the others
 // keep out of Redis (LeaseProposal.Withheld). The caller must not modify it.

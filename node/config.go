@@ -76,6 +76,11 @@ type Config struct {
 	// the shares of nodes in fallback from the others' Redis rate. Nil
 	// means never.
 	Fallback func() bool
+	// OnClustered is told whether this node must decide at its leased
+	// share (true: other members exist or may still use leases) or alone
+	// at the full limit (false); Engine.SetClustered. It is called often
+	// with the same value and must return quickly. Nil for nodes with Redis.
+	OnClustered func(clustered bool)
 }
 
 // Validate reports a configuration the node cannot run with.

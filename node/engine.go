@@ -17,11 +17,14 @@ import (
 // takes → all-or-nothing verdict. It never blocks on Raft: rules arrive
 // through SetRules, which swaps an atomic pointer. With a GlobalConfig it
 // spends slices of the Redis bucket, and falls back to local buckets at the
-// node's share while Redis is unreachable.
+// node's share while Redis is unreachable; with a LeaseConfig and no Redis
+// it decides at the node's share while the cluster has several members
+// (lease mode, engine_lease.go).
 type Engine struct {
 	rules    atomic.Pointer[ruleSet]
 	local    *buckets.Table // local mode's buckets
 	fallback *buckets.Table // fallback mode's buckets, at the node's share
+	leases   *leaseMode     // nil without a LeaseConfig: always local mode
 	global   *globalPath    // nil in local mode
 	health   *redisHealth   // nil in local mode
 	quotas   *quotaPath     // quota rules' counters (quota.go)
@@ -248,7 +251,7 @@ func (e *Engine) InFallback() bool { return e.health != nil && e.health.isDown()
 func (e *Engine) mode() check.Mode {
 	switch {
 	case e.global == nil:
-		return check.ModeLocal
+		return e.leases.mode()
 	case e.health.isDown():
 		return check.ModeFallback
 	default:
@@ -263,6 +266,8 @@ func (e *Engine) take(ctx context.Context, rs *ruleSet, i int, key []byte, displ
 	switch mode := e.mode(); mode {
 	case check.ModeLocal:
 		return e.local.Take(key, rs.limits[i], cost, now), mode
+	case check.ModeLease:
+		return e.leases.buckets.Take(key, e.shareLimit(rs, i), cost, now), mode
 	case check.ModeGlobal:
 		out, err := e.global.take(ctx, rs.compiled.Rule(i), key, display, cost, now)
 		if err == nil {
@@ -270,13 +275,19 @@ func (e *Engine) take(ctx context.Context, rs *ruleSet, i int, key []byte, displ
 		}
 		e.health.failed(err)
 	}
-	return e.fallback.Take(key, e.fallbackLimit(rs, i), cost, now), check.ModeFallback
+	return e.fallback.Take(key, e.shareLimit(rs, i), cost, now), check.ModeFallback
 }
 
-// fallbackLimit is rule i's bucket scaled to this node's share (SPEC §7):
-// rate·s and max(1, burst·s).
-func (e *Engine) fallbackLimit(rs *ruleSet, i int) buckets.Limit {
-	share := e.global.share(rs.compiled.Rule(i).Rule.Name)
+// shareLimit is rule i's bucket scaled to this node's share, for fallback
+// and lease mode (SPEC §7): rate·s and max(1, burst·s).
+func (e *Engine) shareLimit(rs *ruleSet, i int) buckets.Limit {
+	name := rs.compiled.Rule(i).Rule.Name
+	var share float64
+	if e.global != nil {
+		share = e.global.share(name)
+	} else {
+		share = e.leases.cfg.Share(name)
+	}
 	lim := rs.limits[i]
 	return buckets.Limit{
 		Interval: int64(float64(lim.Interval) / share),
@@ -303,8 +314,10 @@ func (e *Engine) refund(rs *ruleSet, applicable []int, modes []check.Mode, attrs
 			e.local.Refund(key, rs.limits[i], cost, now)
 		case check.ModeGlobal:
 			e.global.give(key, r, results[n].Key, cost)
+		case check.ModeLease:
+			e.leases.buckets.Refund(key, e.shareLimit(rs, i), cost, now)
 		case check.ModeFallback:
-			e.fallback.Refund(key, e.fallbackLimit(rs, i), cost, now)
+			e.fallback.Refund(key, e.shareLimit(rs, i), cost, now)
 		}
 		results[n].Remaining += cost
 	}
@@ -381,6 +394,7 @@ func (e *Engine) Run(ctx context.Context) {
 			now := e.now()
 			e.local.Sweep(now)
 			e.fallback.Sweep(now)
+			e.leases.sweep(now)
 			e.quotas.local.sweep(e.quotas.wall())
 		case <-flush:
 			e.flushQuotas()
@@ -416,7 +430,7 @@ func (e *Engine) Close(ctx context.Context) {
 
 // ActiveKeys is the number of keys with state in memory.
 func (e *Engine) ActiveKeys() int {
-	n := e.local.Len() + e.fallback.Len() + e.quotas.len()
+	n := e.local.Len() + e.fallback.Len() + e.leases.len() + e.quotas.len()
 	if e.global != nil {
 		n += e.global.slices.Len()
 	}

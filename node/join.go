@@ -96,6 +96,11 @@ func (n *Node) joinLocal(req admin.JoinRequest) error {
 		}
 	}
 	if !isVoter {
+		if string(id) != n.cfg.ID && n.cfg.OnClustered != nil {
+			// This node may have been alone: it decides at its share
+			// before the newcomer can decide at all.
+			n.cfg.OnClustered(true)
+		}
 		if err := n.raft.AddVoter(id, addr, 0, applyTimeout).Error(); err != nil {
 			return raftError(err)
 		}

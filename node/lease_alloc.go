@@ -34,6 +34,22 @@ const (
 	// report: until the others withhold its share, its fallback admissions
 	// come on top of the whole rate they draw from Redis.
 	fallbackPoll = 20 * time.Millisecond
+	// minUrgentWindow is the shortest demand measurement that may make a
+	// node report before its period ends (reporter.urgent), and
+	// minDemandMove the smallest change, in decisions over the measurement,
+	// that counts: shorter or smaller ones are noise.
+	minUrgentWindow = 100 * time.Millisecond
+	minDemandMove   = 10.0
+	// demandStep: a reported rate this many times above or below the
+	// leader's running average replaces it instead of being averaged in,
+	// so that shares follow a hot spot that moved within one report.
+	demandStep = 4.0
+	// minAllocateGap spaces the allocations reports trigger: each one is a
+	// raft commit.
+	minAllocateGap = 50 * time.Millisecond
+	// materialShift is how far a member's wished extra must be from the one
+	// in force for a report to trigger an allocation at once.
+	materialShift = 0.05
 )
 
 func (n *Node) reportEvery() time.Duration { return min(n.cfg.LeaseTTL/reportsPerTTL, maxReportEvery) }
@@ -50,6 +66,7 @@ func (n *Node) runLeases() {
 	defer poll.Stop()
 	r := reporter{n: n}
 	r.meter.read(n.cfg.Demand, time.Now())
+	var lastAllocation time.Time
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -58,13 +75,18 @@ func (n *Node) runLeases() {
 			// On the leader this report is recorded locally, which also
 			// notices nodes whose reports went stale (ReportDemand).
 			r.send()
-		case <-poll.C:
-			if r.fallbackChanged() {
+		case now := <-poll.C:
+			n.updateMode()
+			if r.fallbackChanged() || r.urgent(now) {
 				r.send()
 			}
 		case <-n.reallocate:
+			if wait := minAllocateGap - time.Since(lastAllocation); wait > 0 {
+				time.Sleep(wait)
+			}
 			if n.IsLeader() {
-				n.allocate(time.Now())
+				lastAllocation = time.Now()
+				n.allocate(lastAllocation)
 			}
 		case <-allocate.C:
 			if n.IsLeader() {
@@ -93,10 +115,30 @@ func (n *Node) allocate(now time.Time) {
 		Skew:     int64(n.cfg.MaxClockSkew),
 		Extras:   allocateExtras(ruleNames, members, n.demand.fresh(now, stale)),
 		Withheld: n.demand.withheld(members, now, stale),
+		Released: n.demand.released(),
 	}
 	if _, err := n.apply(fsm.EncodeSetLeases(p)); err != nil {
 		n.logger.Warn("proposing leases failed", "err", err)
 	}
+}
+
+// leasesBehind reports whether the extras the leader would wish now, from
+// the demand reported, differ materially from those in force: demand moved,
+// or a node gave back a share another wants. The leader then allocates at
+// once instead of at its next round, so shares follow demand within a
+// report and a raft commit.
+func (n *Node) leasesBehind(now time.Time) bool {
+	s := n.fsm.State()
+	members := memberIDs(s)
+	wishes := allocateExtras(n.limitRules(), members, n.demand.fresh(now, staleReports*n.reportEvery()))
+	for rule, byNode := range wishes {
+		for id, wish := range byNode {
+			if l := s.Leases()[rule][id]; max(wish-l.Extra, l.Extra-wish) > materialShift {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // allocateExtras is the leader's wish for every member's extra share of

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -21,6 +22,8 @@ type reporter struct {
 	meter demandMeter
 	// told is the fallback mode the leader last received from this node.
 	told bool
+	// sent is the demand last reported.
+	sent map[string]float64
 }
 
 func (r *reporter) fallback() bool { return r.n.cfg.Fallback != nil && r.n.cfg.Fallback() }
@@ -29,10 +32,36 @@ func (r *reporter) fallback() bool { return r.n.cfg.Fallback != nil && r.n.cfg.F
 // was last told (also after a report that did not get through).
 func (r *reporter) fallbackChanged() bool { return r.fallback() != r.told }
 
+// urgent reports whether to report before the next period: a lease of
+// this node shrank, so the leader may hand the rest to others now; or its
+// demand, measured over at least minUrgentWindow, moved from what it last
+// reported by more than half, so shares should follow now (a node that
+// runs dry asks for more at once, one gone idle gives back).
+func (r *reporter) urgent(now time.Time) bool {
+	if r.n.shrunk.Load() {
+		return true
+	}
+	window := now.Sub(r.meter.at)
+	if window < minUrgentWindow {
+		return false
+	}
+	for rule, rate := range r.meter.peek(r.n.cfg.Demand, now) {
+		last := r.sent[rule]
+		diff := max(rate-last, last-rate)
+		if diff > max(last, rate)/2 && diff*window.Seconds() >= minDemandMove {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *reporter) send() {
 	n := r.n
 	fallback := r.fallback()
-	rep := admin.DemandReport{NodeID: n.cfg.ID, Rates: r.meter.read(n.cfg.Demand, time.Now()), Fallback: fallback}
+	n.shrunk.Store(false) // before reading the leases, so a later shrink reports again
+	rep := admin.DemandReport{NodeID: n.cfg.ID, Rates: r.meter.read(n.cfg.Demand, time.Now()), Fallback: fallback,
+		Released: n.released()}
+	r.sent = rep.Rates
 	ctx, cancel := context.WithTimeout(n.ctx, n.reportEvery())
 	defer cancel()
 	if err := n.ReportDemand(ctx, rep); err != nil {
@@ -54,13 +83,26 @@ func (m *demandMeter) read(counts func() map[string]float64, now time.Time) map[
 		return nil
 	}
 	cur := counts()
+	rates := m.rates(cur, now)
+	m.last, m.at = cur, now
+	return rates
+}
+
+// peek is read without starting a new period.
+func (m *demandMeter) peek(counts func() map[string]float64, now time.Time) map[string]float64 {
+	if counts == nil {
+		return nil
+	}
+	return m.rates(counts(), now)
+}
+
+func (m *demandMeter) rates(cur map[string]float64, now time.Time) map[string]float64 {
 	rates := make(map[string]float64, len(cur))
 	if secs := now.Sub(m.at).Seconds(); m.last != nil && secs > 0 {
 		for rule, c := range cur {
 			rates[rule] = max(0, c-m.last[rule]) / secs
 		}
 	}
-	m.last, m.at = cur, now
 	return rates
 }
 
@@ -72,7 +114,7 @@ func (n *Node) ReportDemand(ctx context.Context, r admin.DemandReport) error {
 		func() error {
 			now := time.Now()
 			n.demand.record(r, now)
-			if n.withheldChanged(now) {
+			if n.withheldChanged(now) || n.leasesBehind(now) {
 				select {
 				case n.reallocate <- struct{}{}:
 				default:
@@ -108,6 +150,7 @@ type nodeDemand struct {
 	rates    map[string]float64
 	fallback bool
 	at       time.Time
+	released map[string]uint64 // newest DemandReport.Released per rule
 }
 
 // record folds one report into the node's running average.
@@ -120,12 +163,34 @@ func (d *demandTable) record(r admin.DemandReport, now time.Time) {
 	prev := d.byNode[r.NodeID]
 	rates := make(map[string]float64, len(r.Rates))
 	for rule, rate := range r.Rates {
-		if old, ok := prev.rates[rule]; ok {
+		if old, ok := prev.rates[rule]; ok && rate <= demandStep*old+1 && old <= demandStep*rate+1 {
 			rate = demandSmoothing*rate + (1-demandSmoothing)*old
 		}
 		rates[rule] = rate
 	}
-	d.byNode[r.NodeID] = nodeDemand{rates: rates, fallback: r.Fallback, at: now}
+	released := maps.Clone(prev.released)
+	if released == nil {
+		released = map[string]uint64{}
+	}
+	for rule, at := range r.Released {
+		released[rule] = max(released[rule], at)
+	}
+	d.byNode[r.NodeID] = nodeDemand{rates: rates, fallback: r.Fallback, at: now, released: released}
+}
+
+// released returns node → rule → the generation before which the node
+// reported it uses no entry (fsm.LeaseProposal.Released). A report stays
+// true however old it is: a node never goes back to an older entry.
+func (d *demandTable) released() map[string]map[string]uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]map[string]uint64, len(d.byNode))
+	for id, nd := range d.byNode {
+		if len(nd.released) > 0 {
+			out[id] = nd.released
+		}
+	}
+	return out
 }
 
 // withheld returns, sorted, the members whose shares the others must keep

@@ -16,7 +16,8 @@ const (
 
 // ownLease is this node's usable extra share of one rule.
 type ownLease struct {
-	extra float64
+	extra    float64
+	gen      uint64 // the entry's generation (fsm.Lease.Gen)
 	// until is when this node stops using extra, on the monotonic clock
 	// (the entry's expiry minus the max clock skew, converted when the
 	// entry arrived), so that a wall-clock jump after arrival cannot
@@ -43,14 +44,37 @@ func (n *Node) leasesApplied(s *fsm.State) {
 	for rule, entries := range s.Leases() {
 		l, ok := entries[n.cfg.ID]
 		if ok && n.trusted(rule, l, wall) {
-			next[rule] = ownLease{extra: l.Extra, until: now.Add(time.Duration(l.Expires - skew - wall))}
-			continue
-		}
-		if p, ok := prev[rule]; ok && now.Before(p.until) {
+			next[rule] = ownLease{extra: l.Extra, gen: l.Gen, until: now.Add(time.Duration(l.Expires - skew - wall))}
+		} else if p, ok := prev[rule]; ok && now.Before(p.until) {
 			next[rule] = p
+		}
+		if next[rule].extra < prev[rule].extra {
+			n.shrunk.Store(true) // tell the leader it may hand the rest on
 		}
 	}
 	n.own.Store(&next)
+	// After own: released (lease_reports.go) reads seen first.
+	n.leasesSeen.Store(max(n.leasesSeen.Load(), s.LeaseGen()))
+}
+
+// released is, per rule the lease table holds, the generation before which
+// this node uses no entry of the rule: the one it uses, or, using none, any
+// after the newest it has seen (an entry it did not trust on arrival it
+// never trusts later). Demand reports carry it, and
+// the FSM then stops reserving the older entries (fsm.LeaseProposal.Released),
+// so a share this node gave back moves to another node at once.
+func (n *Node) released() map[string]uint64 {
+	seen := n.leasesSeen.Load() // before own: an apply stores own first
+	own := *n.own.Load()
+	out := map[string]uint64{}
+	for rule := range n.fsm.State().Leases() {
+		if l, ok := own[rule]; ok {
+			out[rule] = l.gen
+		} else if seen > 0 {
+			out[rule] = seen + 1
+		}
+	}
+	return out
 }
 
 // trusted reports whether entry l, arriving at wall, may be used: issued at

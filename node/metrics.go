@@ -41,7 +41,7 @@ func NewEngineMetrics(reg prometheus.Registerer) *EngineMetrics {
 	return m
 }
 
-var modes = [...]check.Mode{check.ModeLocal, check.ModeGlobal, check.ModeFallback}
+var modes = [...]check.Mode{check.ModeLocal, check.ModeLease, check.ModeGlobal, check.ModeFallback}
 
 // The result label's values, by result index.
 const (

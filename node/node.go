@@ -40,6 +40,8 @@ type Node struct {
 	rules atomic.Pointer[knownRules]
 
 	own         atomic.Pointer[ownLeases] // this node's usable leases
+	leasesSeen  atomic.Uint64             // newest lease generation applied
+	shrunk      atomic.Bool               // an own lease shrank since the last report
 	demand      demandTable               // leader: what each node reported
 	reallocate  chan struct{}             // leader: the withheld set changed
 	ruleNames   ruleNamesCache
@@ -93,6 +95,9 @@ func New(cfg Config) (*Node, error) {
 		n.cancel()
 		return nil, err
 	}
+	if n.hadState {
+		n.updateMode() // a restarted single node is alone again at once
+	}
 	n.wg.Go(n.runLeases)
 	return n, nil
 }
@@ -128,13 +133,15 @@ func (n *Node) bootstrap(ctx context.Context) error {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	// Becoming leader applies the bootstrap rules (see leadershipGained).
-	return n.waitFor(ctx, "bootstrap", func() bool {
+	err := n.waitFor(ctx, "bootstrap", func() bool {
 		if n.LeaderHTTPAddr() == "" {
 			return false
 		}
 		version, _ := n.fsm.State().Rules()
 		return version > 0
 	})
+	n.updateMode()
+	return err
 }
 
 // Close shuts raft down. It hands leadership over first when other voters

@@ -74,6 +74,10 @@ func (e *Engine) takeQuota(ctx context.Context, r *rules.CompiledRule, key []byt
 	switch mode {
 	case check.ModeLocal:
 		out = e.quotas.local.take(key, r.Rule.Quota, cost, e.quotas.wall())
+	case check.ModeLease:
+		q := e.leases.quotaPart(r.Rule.Quota)
+		out = e.quotas.local.take(key, &q, cost, e.quotas.wall())
+		return quotaResult(r, q.Limit, display, cost, out), mode
 	case check.ModeGlobal:
 		var err error
 		if out, err = e.quotas.global.take(ctx, r, key, display, cost); err != nil {
@@ -84,11 +88,11 @@ func (e *Engine) takeQuota(ctx context.Context, r *rules.CompiledRule, key []byt
 	case check.ModeFallback:
 		out = e.quotas.global.takeFallback(key, r, display, cost, e.global.share(r.Rule.Name))
 	}
-	return quotaResult(r, display, cost, out), mode
+	return quotaResult(r, r.Rule.Quota.Limit, display, cost, out), mode
 }
 
-func quotaResult(r *rules.CompiledRule, display string, cost int64, out quotaOutcome) check.Result {
-	limit := r.Rule.Quota.Limit
+// quotaResult answers for quota rule r, of which this node decides limit.
+func quotaResult(r *rules.CompiledRule, limit int64, display string, cost int64, out quotaOutcome) check.Result {
 	used := max(0, limit-out.Remaining)
 	res := check.Result{
 		Rule:      r.Rule.Name,
@@ -117,6 +121,9 @@ func (e *Engine) refundQuota(r *rules.CompiledRule, key []byte, mode check.Mode,
 	switch mode {
 	case check.ModeLocal:
 		e.quotas.local.refund(key, r.Rule.Quota, cost, e.quotas.wall())
+	case check.ModeLease:
+		q := e.leases.quotaPart(r.Rule.Quota)
+		e.quotas.local.refund(key, &q, cost, e.quotas.wall())
 	case check.ModeGlobal:
 		e.quotas.global.give(key, cost)
 	case check.ModeFallback:
@@ -175,6 +182,10 @@ func (e *Engine) Usage(ctx context.Context, rule, key string) (admin.Usage, erro
 		var used int64
 		var reset time.Duration
 		switch u.Mode {
+		case check.ModeLease:
+			part := e.leases.quotaPart(q)
+			q, u.Limit = &part, part.Limit
+			fallthrough
 		case check.ModeLocal:
 			used, reset = e.quotas.local.peek(bucketKey, q, e.quotas.wall())
 			u.Remaining = max(0, q.Limit-used)
@@ -203,8 +214,11 @@ func (e *Engine) Usage(ctx context.Context, rule, key string) (admin.Usage, erro
 		u.Mode = check.ModeFallback
 	}
 	table, lim := e.local, rs.limits[i]
-	if u.Mode == check.ModeFallback {
-		table, lim = e.fallback, e.fallbackLimit(rs, i)
+	switch u.Mode {
+	case check.ModeFallback:
+		table, lim = e.fallback, e.shareLimit(rs, i)
+	case check.ModeLease:
+		table, lim = e.leases.buckets, e.shareLimit(rs, i)
 	}
 	out := table.Peek(bucketKey, lim, e.now())
 	u.Remaining, u.ResetMs = out.Remaining, ceilMs(out.Reset)
@@ -225,7 +239,7 @@ func (e *Engine) ResetUsage(ctx context.Context, rule, key string) error {
 		return fmt.Errorf("%w: rule %q is a rate limit; only quotas can be reset", admin.ErrInvalid, rule)
 	}
 	switch e.mode() {
-	case check.ModeLocal:
+	case check.ModeLocal, check.ModeLease:
 		e.quotas.local.reset(bucketKey)
 		return nil
 	case check.ModeGlobal:

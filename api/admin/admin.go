@@ -86,6 +86,10 @@ type DemandReport struct {
 	NodeID   string             `json:"node_id"`
 	Rates    map[string]float64 `json:"rates"`
 	Fallback bool               `json:"fallback,omitempty"`
+	// Released is rule → lease generation: the node uses no lease entry of
+	// the rule from an earlier generation, so the leader may hand what those
+	// entries granted to other nodes at once.
+	Released map[string]uint64 `json:"released,omitempty"`
 }
 
 // DemandReceiver is the leader's end of demand reports. Nodes implement it

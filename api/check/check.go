@@ -13,8 +13,11 @@ import "context"
 type Mode string
 
 const (
-	// ModeLocal: no Redis configured; node-local buckets are authoritative.
+	// ModeLocal: one node, no Redis; its buckets are the whole limit (exact).
 	ModeLocal Mode = "local"
+	// ModeLease: several nodes, no Redis; local buckets at the node's leased
+	// share, so that the cluster holds one limit.
+	ModeLease Mode = "lease"
 	// ModeGlobal: tokens come from slices granted by the Redis bucket.
 	ModeGlobal Mode = "global"
 	// ModeFallback: Redis unreachable; local buckets at the node's leased share.

@@ -144,7 +144,10 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		engineOpts = append(engineOpts, node.WithQuotaStore(store))
+		engineOpts = append(engineOpts, node.WithQuotaStore(store), node.WithLeases(node.LeaseConfig{
+			Share:   func(rule string) float64 { return n.Share(rule) },
+			Members: func() int { return n.MemberCount() },
+		}))
 	}
 	engine := node.NewEngine(engineOpts...)
 
@@ -174,6 +177,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 		MaxClockSkew:   f.maxClockSkew,
 		Demand:         engine.Demand,
 		Fallback:       engine.InFallback,
+		OnClustered:    engine.SetClustered,
 		OnRules: func(version uint64, doc []byte) {
 			set, err := rules.Parse(doc)
 			if err != nil {
