@@ -53,7 +53,7 @@ type LeaseProposal struct {
 	// it uses no entry of the rule from an earlier generation (it moved on
 	// to a later one). Such entries are reserved no longer, so a share a
 	// node gave back moves to another at once instead of when its old entry
-	// expires (Lease.release).
+	// expires (Lease.Release).
 	Released map[string]map[string]uint64 `json:"released,omitempty"`
 }
 
@@ -112,9 +112,9 @@ func (l Lease) live(t, skew int64) []Hold {
 	return out
 }
 
-// release drops what the node reported it no longer uses: the entry and
+// Release drops what the node reported it no longer uses: the entry and
 // holds of generations before before.
-func (l Lease) release(before uint64) Lease {
+func (l Lease) Release(before uint64) Lease {
 	if before == 0 {
 		return l
 	}
@@ -193,7 +193,7 @@ func applySetLeases(cur *State, payload []byte) (*State, error) {
 		live := make([][]Hold, len(nodes))
 		reserved, increases := 0.0, 0.0
 		for i, id := range nodes {
-			old := cur.leases[rule][id].release(p.Released[id][rule])
+			old := cur.leases[rule][id].Release(p.Released[id][rule])
 			live[i] = old.live(p.IssuedAt, p.Skew)
 			held[i] = old.Reserved(p.IssuedAt, p.Skew)
 			x := wishes[id]

@@ -113,7 +113,7 @@ func (n *Node) allocate(now time.Time) {
 		IssuedAt: now.UnixNano(),
 		TTL:      int64(n.cfg.LeaseTTL),
 		Skew:     int64(n.cfg.MaxClockSkew),
-		Extras:   allocateExtras(ruleNames, members, n.demand.fresh(now, stale)),
+		Extras:   steady(allocateExtras(ruleNames, members, n.demand.fresh(now, stale)), state),
 		Withheld: n.demand.withheld(members, now, stale),
 		Released: n.demand.released(),
 	}
@@ -122,20 +122,45 @@ func (n *Node) allocate(now time.Time) {
 	}
 }
 
-// leasesBehind reports whether the extras the leader would wish now, from
-// the demand reported, differ materially from those in force: demand moved,
-// or a node gave back a share another wants. The leader then allocates at
-// once instead of at its next round, so shares follow demand within a
-// report and a raft commit.
-func (n *Node) leasesBehind(now time.Time) bool {
-	s := n.fsm.State()
-	members := memberIDs(s)
-	wishes := allocateExtras(n.limitRules(), members, n.demand.fresh(now, staleReports*n.reportEvery()))
+// steady keeps every extra in force that the wish differs from by less
+// than materialShift: demand measured over a report period is noisy, and
+// every change costs utilisation while the node that shrinks has not yet
+// released what it gave up. The FSM still scales increases into the pool.
+func steady(wishes map[string]map[string]float64, s *fsm.State) map[string]map[string]float64 {
 	for rule, byNode := range wishes {
 		for id, wish := range byNode {
-			if l := s.Leases()[rule][id]; max(wish-l.Extra, l.Extra-wish) > materialShift {
+			if l, ok := s.Leases()[rule][id]; ok && max(wish-l.Extra, l.Extra-wish) < materialShift {
+				byNode[id] = l.Extra
+			}
+		}
+	}
+	return wishes
+}
+
+// leasesBehind reports whether the extras the leader would wish now, from
+// the demand reported, differ materially from those in force (demand
+// moved), or whether a node gave back a share another wishes for. The
+// leader then allocates at once instead of at its next round, so shares
+// follow demand within a report and a raft commit.
+func (n *Node) leasesBehind(now time.Time) bool {
+	s := n.fsm.State()
+	wall, skew := now.UnixNano(), int64(n.cfg.MaxClockSkew)
+	released := n.demand.released()
+	wishes := allocateExtras(n.limitRules(), memberIDs(s), n.demand.fresh(now, staleReports*n.reportEvery()))
+	for rule, byNode := range wishes {
+		free, short := 1-fsm.LeaseFloorFraction, 0.0
+		for id, l := range s.Leases()[rule] {
+			free -= l.Release(released[id][rule]).Reserved(wall, skew)
+		}
+		for id, wish := range byNode {
+			l := s.Leases()[rule][id]
+			if max(wish-l.Extra, l.Extra-wish) > materialShift {
 				return true
 			}
+			short += max(0, wish-l.Extra)
+		}
+		if min(free, short) > materialShift/5 {
+			return true
 		}
 	}
 	return false

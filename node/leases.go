@@ -16,8 +16,8 @@ const (
 
 // ownLease is this node's usable extra share of one rule.
 type ownLease struct {
-	extra    float64
-	gen      uint64 // the entry's generation (fsm.Lease.Gen)
+	extra float64
+	gen   uint64 // the entry's generation (fsm.Lease.Gen)
 	// until is when this node stops using extra, on the monotonic clock
 	// (the entry's expiry minus the max clock skew, converted when the
 	// entry arrived), so that a wall-clock jump after arrival cannot
