@@ -127,7 +127,10 @@ func (e *Engine) SetRules(version uint64, set *rules.Set) {
 // possibleModes are the modes this engine can decide in, whatever happens
 // to Redis: the series its metrics show from the start.
 func (e *Engine) possibleModes() []check.Mode {
-	if e.global == nil {
+	switch {
+	case e.global == nil && e.leases != nil:
+		return []check.Mode{check.ModeLocal, check.ModeLease}
+	case e.global == nil:
 		return []check.Mode{check.ModeLocal}
 	}
 	return []check.Mode{check.ModeGlobal, check.ModeFallback}

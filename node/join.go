@@ -96,10 +96,12 @@ func (n *Node) joinLocal(req admin.JoinRequest) error {
 		}
 	}
 	if !isVoter {
-		if string(id) != n.cfg.ID && n.cfg.OnClustered != nil {
+		if string(id) != n.cfg.ID {
 			// This node may have been alone: it decides at its share
 			// before the newcomer can decide at all.
-			n.cfg.OnClustered(true)
+			n.joining.Add(1)
+			defer n.joining.Add(-1)
+			n.updateMode()
 		}
 		if err := n.raft.AddVoter(id, addr, 0, applyTimeout).Error(); err != nil {
 			return raftError(err)

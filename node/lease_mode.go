@@ -22,6 +22,9 @@ func (n *Node) updateMode() {
 // not alone. A removed node that never learns of it keeps deciding at its
 // floor: the membership term of ε.
 func (n *Node) alone(now time.Time) bool {
+	if n.joining.Load() > 0 {
+		return false // a server is being added
+	}
 	servers := n.servers()
 	if len(servers) != 1 || string(servers[0].ID) != n.cfg.ID {
 		return false

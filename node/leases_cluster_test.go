@@ -115,8 +115,9 @@ func TestLeasesFollowDemandSkew(t *testing.T) {
 	first, second := c.members[0], c.members[1]
 	c.waitFor("n1's share to reach 0.7", 10*testLeaseTTL, func() bool { return first.node.Share("per-ip") >= 0.7 })
 
-	// The traffic moves to n2. n1's share shrinks at the next allocation,
-	// but n2 may only grow once n1's last large lease has expired.
+	// The traffic moves to n2. n1's share shrinks at its next report; n2
+	// may only grow by what n1 no longer uses: n1 releases its large lease
+	// (it reports that it moved on to the smaller one) or that lease expires.
 	d.setBusy("n2")
 	shifted := time.Now()
 	var lastLarge int64 // expiry of n1's latest entry with a large extra
@@ -130,15 +131,19 @@ func TestLeasesFollowDemandSkew(t *testing.T) {
 		if second.node.Share("per-ip") < 0.7 {
 			return false
 		}
-		if now := time.Now().UnixNano(); now < lastLarge {
-			t.Fatalf("n2 got %.3f %v before n1's lease of 0.7 expired", second.node.Share("per-ip"), time.Duration(lastLarge-now))
+		if n1 := first.node.Share("per-ip"); n1 >= 0.5 {
+			t.Fatalf("n2 got %.3f while n1 still uses %.3f", second.node.Share("per-ip"), n1)
 		}
 		return true
 	})
-	t.Logf("after the shift n2's share reached %.3f in %v (lease TTL %v)", second.node.Share("per-ip"),
-		time.Since(shifted).Round(time.Millisecond), testLeaseTTL)
+	early := time.Duration(lastLarge - time.Now().UnixNano())
+	t.Logf("after the shift n2's share reached %.3f in %v (lease TTL %v), %v before n1's large lease would have expired",
+		second.node.Share("per-ip"), time.Since(shifted).Round(time.Millisecond), testLeaseTTL, early.Round(time.Millisecond))
 	if lastLarge == 0 {
 		t.Fatal("never saw n1's large lease")
+	}
+	if early <= 0 {
+		t.Errorf("n2 waited for n1's large lease to expire: n1 did not release it")
 	}
 
 	// Every node reports the table over HTTP. The smoothed demand keeps

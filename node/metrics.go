@@ -15,8 +15,8 @@ import (
 //
 // sluice_decisions_total shows only series that can occur on this node:
 // each rule's own results (allowed plus denied, or shadow_denied for a
-// shadow rule) in the modes the engine can decide in (local without Redis,
-// global and fallback with it) start at zero; any other combination
+// shadow rule) in the modes the engine can decide in (local and lease
+// without Redis, global and fallback with it) start at zero; any other combination
 // appears on its first decision. A rule's series go when the rule does, so
 // the label set stays bounded by the rules document.
 type EngineMetrics struct {

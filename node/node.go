@@ -42,6 +42,7 @@ type Node struct {
 	own         atomic.Pointer[ownLeases] // this node's usable leases
 	leasesSeen  atomic.Uint64             // newest lease generation applied
 	shrunk      atomic.Bool               // an own lease shrank since the last report
+	joining     atomic.Int32              // leader: joins adding a server in progress
 	demand      demandTable               // leader: what each node reported
 	reallocate  chan struct{}             // leader: the withheld set changed
 	ruleNames   ruleNamesCache

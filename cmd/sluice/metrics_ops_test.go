@@ -94,7 +94,8 @@ func TestMetricLabelsAreBounded(t *testing.T) {
 }
 
 // sluice_decisions_total has no series a node cannot produce: a node
-// without Redis shows mode local only, a node with Redis global and
+// without Redis shows modes local and lease (it decides in lease mode while
+// the cluster has other members), a node with Redis global and
 // fallback only; the shadow rule (tenant) shows shadow_denied, never
 // denied, and the others the reverse. With the four sample rules plus
 // "no rule" that is 1+4·2 series per mode.
@@ -104,7 +105,7 @@ func TestDecisionSeriesMatchTheNode(t *testing.T) {
 		start func(*testing.T) *liveNode
 		modes []string
 	}{
-		{"local", func(t *testing.T) *liveNode { return startLiveNode(t) }, []string{"local"}},
+		{"local", func(t *testing.T) *liveNode { return startLiveNode(t) }, []string{"local", "lease"}},
 		{"redis", startGlobalNode, []string{"global", "fallback"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
