@@ -135,7 +135,9 @@ func TestPausedNodeSpendsNoStaleLeaseRedisDown(t *testing.T) {
 	if got > faultEpsInEpisode {
 		t.Errorf("over-admitted by %.1f after the pause, want at most %d; admits per second:%s", got, faultEpsInEpisode, timeline(outcomes))
 	}
-	if u := accuracy.Utilisation(cut, faultBurst, faultRate, d); u < 0.5 {
-		t.Errorf("utilisation in fallback %.2f: the nodes hardly admitted anything", u)
+	u := accuracy.Utilisation(cut, faultRate, cutAt, rec.Now())
+	t.Logf("utilisation since the cut: %.2f of rate·Δ", u)
+	if u < 0.5 {
+		t.Errorf("utilisation in fallback %.2f of rate·Δ: the nodes hardly admitted anything", u)
 	}
 }
