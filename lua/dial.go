@@ -2,6 +2,7 @@ package lua
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -151,12 +152,24 @@ func singleOptions(seed *redis.Options, timeout time.Duration) *redis.Options {
 		ContextTimeoutEnabled: true,
 		PoolTimeout:           timeout,
 		// Warm connections spare the first calls after a quiet spell a dial.
-		MinIdleConns: runtime.GOMAXPROCS(0),
+		MinIdleConns: minIdleConns(seed.TLSConfig),
 		MaxRetries:   -1,
 
 		DisableIdentity:          true,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	}
+}
+
+// minIdleConns is how many connections the pool keeps warm. Not over TLS:
+// a connection go-redis dials in the background and leaves unused holds the
+// server's unread post-handshake records, and its first use then times out
+// (measured against redis-server 7 with TLS 1.3: every call failed until
+// the pool stopped pre-dialing), which would pin a node in fallback.
+func minIdleConns(tlsConfig *tls.Config) int {
+	if tlsConfig != nil {
+		return 0
+	}
+	return runtime.GOMAXPROCS(0)
 }
 
 func newCluster(seeds []*redis.Options, timeout time.Duration) (redis.UniversalClient, error) {
@@ -189,7 +202,7 @@ func newCluster(seeds []*redis.Options, timeout time.Duration) (redis.UniversalC
 		WriteTimeout:          timeout,
 		ContextTimeoutEnabled: true,
 		PoolTimeout:           timeout,
-		MinIdleConns:          runtime.GOMAXPROCS(0),
+		MinIdleConns:          minIdleConns(tlsConfig),
 
 		DisableIdentity:          true,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},

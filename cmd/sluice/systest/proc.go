@@ -45,6 +45,10 @@ type Options struct {
 	// FlagsViaEnv passes the harness's flags as SLUICE_* environment
 	// variables instead of command-line flags.
 	FlagsViaEnv bool
+	// HTTPS says the node serves its API over TLS (the test passes
+	// --http-cert in Args); the harness then calls it with the settings of
+	// UseTLS.
+	HTTPS bool
 	// Args are extra command-line arguments after `serve`.
 	Args []string
 	// Env are extra KEY=VALUE environment entries.
@@ -63,8 +67,9 @@ type Proc struct {
 	DataDir   string
 	LogPath   string
 
-	args []string
-	env  []string
+	scheme string
+	args   []string
+	env    []string
 
 	mu     sync.Mutex // guards the fields below; the waiter goroutine writes them
 	cmd    *exec.Cmd
@@ -95,6 +100,10 @@ func StartNode(t testing.TB, opts Options) *Proc {
 		RaftAddr: freeAddr(t),
 		DataDir:  filepath.Join(dir, "data"),
 		LogPath:  filepath.Join(dir, opts.ID+".log"),
+		scheme:   "http",
+	}
+	if opts.HTTPS {
+		p.scheme = "https"
 	}
 	flags := map[string]string{
 		"node-id":   p.ID,
@@ -184,12 +193,15 @@ func (p *Proc) launch() {
 }
 
 // URL is the node's HTTP base URL.
-func (p *Proc) URL() string { return "http://" + p.HTTPAddr }
+func (p *Proc) URL() string { return p.scheme + "://" + p.HTTPAddr }
 
 // Client is an API client for the node, with token as the admin token.
 func (p *Proc) Client(token string) *client.Client {
-	return client.New(p.URL(), client.WithToken(token))
+	return client.New(p.URL(), client.WithToken(token), client.WithTLSConfig(clientTLS()))
 }
+
+// Reload sends the node SIGHUP: reload its certificates.
+func (p *Proc) Reload() { p.signal(syscall.SIGHUP) }
 
 // Running reports whether the process has not exited (a paused one runs).
 func (p *Proc) Running() bool {
