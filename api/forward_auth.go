@@ -74,15 +74,33 @@ func forwardedAttrs(r *http.Request, trusted clientip.Proxies, dst check.Attrs) 
 		if err != nil {
 			return dst, &check.FieldError{Field: name, Msg: err.Error()}
 		}
-		dst = append(dst, check.Attr{Name: "route", Value: route})
+		if dst, err = appendAttr(dst, name, "route", route); err != nil {
+			return dst, err
+		}
 	}
 	if name, method := firstHeader(r.Header, "X-Original-Method", "X-Forwarded-Method"); name != "" {
-		dst = append(dst, check.Attr{Name: "method", Value: method})
+		if dst, err = appendAttr(dst, name, "method", method); err != nil {
+			return dst, err
+		}
 	}
 	if host := r.Header.Get("X-Forwarded-Host"); host != "" {
-		dst = append(dst, check.Attr{Name: "host", Value: strings.ToLower(host)})
+		if dst, err = appendAttr(dst, "X-Forwarded-Host", "host", strings.ToLower(host)); err != nil {
+			return dst, err
+		}
 	}
 	return appendSluiceHeaders(r.Header, dst)
+}
+
+// appendAttr appends attribute name=value taken from header, refusing it
+// with a 400 naming the header when it breaks check's bounds.
+func appendAttr(dst check.Attrs, header, name, value string) (check.Attrs, error) {
+	if len(dst) == check.MaxAttributes {
+		return dst, &check.FieldError{Field: header, Msg: check.TooManyAttributes}
+	}
+	if msg := check.ValueProblem(value); msg != "" {
+		return dst, &check.FieldError{Field: header, Msg: msg}
+	}
+	return append(dst, check.Attr{Name: name, Value: value}), nil
 }
 
 // firstHeader returns the first of names present with a non-empty value.
@@ -145,7 +163,10 @@ func appendSluiceHeaders(h http.Header, dst check.Attrs) (check.Attrs, error) {
 		case values[0] == "":
 			continue
 		}
-		dst = append(dst, check.Attr{Name: name, Value: values[0]})
+		var err error
+		if dst, err = appendAttr(dst, key, name, values[0]); err != nil {
+			return dst, err
+		}
 	}
 	return dst, nil
 }

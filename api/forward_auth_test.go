@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -254,5 +255,42 @@ func TestForwardAuthBadInput(t *testing.T) {
 		if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), `"field":"`+tc.wantField+`"`) {
 			t.Errorf("%s %v: %d %s, want 400 naming %s", tc.query, tc.headers, w.Code, w.Body, tc.wantField)
 		}
+	}
+}
+
+// Headers that become attributes are held to check's bounds, with a 400
+// naming the header, and nothing is counted.
+func TestForwardAuthBounds(t *testing.T) {
+	h, _ := newForwardAuthServer(t, "127.0.0.1")
+	long := strings.Repeat("x", check.MaxValueBytes+1)
+	many := make([]string, 0, 2*check.MaxAttributes)
+	for i := range check.MaxAttributes {
+		many = append(many, "X-Sluice-A"+strconv.Itoa(i), "v")
+	}
+	cases := []struct {
+		name      string
+		headers   []string
+		wantField string
+		wantMsg   string
+	}{
+		{"long X-Sluice value", []string{"X-Sluice-Tenant", long}, "X-Sluice-Tenant", "longer than 4096"},
+		{"long host", []string{"X-Forwarded-Host", long}, "X-Forwarded-Host", "longer than 4096"},
+		{"long method", []string{"X-Original-Method", long}, "X-Original-Method", "longer than 4096"},
+		{"long route", []string{"X-Original-URI", "/" + long}, "X-Original-URI", "longer than 4096"},
+		{"invalid UTF-8", []string{"X-Sluice-Tenant", "ac\xffme"}, "X-Sluice-Tenant", "valid UTF-8"},
+		{"too many attributes", many, "", "more than 64 attributes"},
+	}
+	for _, tc := range cases {
+		w := forwardAuth(h, "127.0.0.1:4000", "", tc.headers...)
+		var body struct{ Error, Field string }
+		_ = json.Unmarshal(w.Body.Bytes(), &body)
+		if w.Code != http.StatusBadRequest || !strings.Contains(body.Error, tc.wantMsg) ||
+			(tc.wantField != "" && body.Field != tc.wantField) || !strings.HasPrefix(body.Field, "X-") {
+			t.Errorf("%s: %d %s, want 400 naming %q with %q", tc.name, w.Code, w.Body, tc.wantField, tc.wantMsg)
+		}
+	}
+	// 63 X-Sluice-* headers plus ip: 64 attributes, the most allowed.
+	if w := forwardAuth(h, "127.0.0.1:4000", "", many[:2*(check.MaxAttributes-1)]...); w.Code != http.StatusOK {
+		t.Fatalf("64 attributes: %d %s, want 200", w.Code, w.Body)
 	}
 }

@@ -100,6 +100,10 @@ func TestCheckBadInput(t *testing.T) {
 		{`{"attributes": {}, "bogus": 1}`, "bogus"},
 		{`{"attributes": `, ""},
 		{`[]`, ""},
+		{`{"attributes": {"ip": "` + strings.Repeat("a", check.MaxValueBytes+1) + `", "route": "/api/x"}}`, "attributes.ip"},
+		{string(manyAttrsBody(check.MaxAttributes + 1)), "attributes"},
+		{"{\"attributes\": {\"ip\": \"\xff\"}}", ""},
+		{`{"attributes": {"ip": ` + strings.Repeat("[", 100000) + `}}`, "attributes.ip"},
 	}
 	for _, c := range cases {
 		resp, b := post(t, ts.URL+"/v1/check", c.body)
@@ -115,6 +119,31 @@ func TestCheckBadInput(t *testing.T) {
 	d := decide(t, e, "203.0.113.9")
 	if d.Remaining != 1 {
 		t.Fatalf("remaining after bad requests and one take: %d, want 1", d.Remaining)
+	}
+}
+
+// manyAttrsBody is a check of the per-ip rule with n attributes in all.
+func manyAttrsBody(n int) []byte {
+	attrs := map[string]string{"ip": "203.0.113.9", "route": "/api/x"}
+	for i := len(attrs); i < n; i++ {
+		attrs[fmt.Sprintf("a%d", i)] = "v"
+	}
+	b, _ := json.Marshal(map[string]any{"attributes": attrs})
+	return b
+}
+
+func TestBatchOutOfBoundsNamesTheItem(t *testing.T) {
+	ts, e := newTestServer(t)
+	long := strings.Repeat("a", check.MaxValueBytes+1)
+	body := `{"requests": [{"attributes": {"ip": "203.0.113.9", "route": "/api/x"}}, {}, {}, {"attributes": {"ip": "` + long + `"}}]}`
+	resp, b := post(t, ts.URL+"/v1/check/batch", body)
+	var eb struct{ Error, Field string }
+	_ = json.Unmarshal(b, &eb)
+	if resp.StatusCode != http.StatusBadRequest || eb.Field != "requests[3].attributes.ip" || !strings.Contains(eb.Error, "longer than 4096") {
+		t.Fatalf("%d %s, want 400 naming requests[3].attributes.ip", resp.StatusCode, b)
+	}
+	if d := decide(t, e, "203.0.113.9"); d.Remaining != 1 {
+		t.Fatalf("remaining after a refused batch and one take: %d, want 1", d.Remaining)
 	}
 }
 

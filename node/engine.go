@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +43,7 @@ type ruleSet struct {
 	limits   []buckets.Limit // by rule index; zero for quota rules
 	counters []*ruleCounters // by rule index; nil without metrics
 	noRule   *ruleCounters   // decisions no rule applies to
+	longKeys []int           // rules whose key can exceed check.MaxKeyBytes
 }
 
 // maxRulesPerRequest bounds the stack buffers of applicable rules; more
@@ -111,6 +113,9 @@ func (e *Engine) SetRules(version uint64, set *rules.Set) {
 			rs.limits[i] = buckets.NewLimit(r.Limit.Rate, time.Duration(r.Limit.Per), r.Limit.Burst)
 		}
 		rs.counters[i] = e.metrics.countersFor(r.Name, r.Shadow, possible)
+		if len(r.Key)*check.MaxValueBytes > check.MaxKeyBytes {
+			rs.longKeys = append(rs.longKeys, i)
+		}
 		kept[r.Name] = true
 	}
 	prev := e.rules.Swap(rs)
@@ -163,11 +168,17 @@ func (e *Engine) DecideInto(ctx context.Context, req *check.Request, d *check.De
 // rules snapshot and one clock reading: a batch is decided in well under a
 // millisecond, and a reading taken earlier only ever refills less. Each
 // request is decided on its own, as DecideInto would (no all-or-nothing
-// across requests: that is DecideAll). It stops at the first invalid request.
+// across requests: that is DecideAll). A request out of bounds fails the
+// call before any is decided; one with a bad cost stops it there.
 func (e *Engine) DecideBatch(ctx context.Context, reqs []check.Request, out []check.Decision) error {
 	rs := e.rules.Load()
 	if rs.version == 0 {
 		return ErrNoRules
+	}
+	for i := range reqs {
+		if err := rs.withinBounds(reqs[i].Attributes); err != nil {
+			return check.InBatch(err, i)
+		}
 	}
 	now := e.now()
 	bm := batchMetrics{m: e.metrics}
@@ -187,6 +198,11 @@ func (e *Engine) decideAt(ctx context.Context, rs *ruleSet, req *check.Request, 
 	if cost < 1 {
 		return &check.FieldError{Field: "cost", Msg: "must be an integer >= 1"}
 	}
+	if batch == nil { // a batch checked every request before deciding any
+		if err := rs.withinBounds(req.Attributes); err != nil {
+			return err
+		}
+	}
 	var idxBuf [maxRulesPerRequest]int
 	applicable := rs.compiled.Applicable(req.Attributes, idxBuf[:0])
 	var modeBuf [maxRulesPerRequest]check.Mode
@@ -199,6 +215,25 @@ func (e *Engine) decideAt(ctx context.Context, rs *ruleSet, req *check.Request, 
 		batch.observe(rs, applicable, d)
 	} else {
 		e.metrics.observe(rs, applicable, d, e.now, now)
+	}
+	return nil
+}
+
+// withinBounds refuses a request out of check's bounds — too many
+// attributes, a value too long, or a bucket key longer than
+// check.MaxKeyBytes for a rule that applies — so that callers can check a
+// whole group before any token moves. Values are within MaxValueBytes by
+// then, so only rules keyed on three or more attributes need the sum.
+func (rs *ruleSet) withinBounds(attrs check.Attrs) error {
+	if err := attrs.Validate(); err != nil {
+		return err
+	}
+	for _, i := range rs.longKeys {
+		r := rs.compiled.Rule(i)
+		if n := r.KeyValueBytes(attrs); n > check.MaxKeyBytes && r.Applies(attrs) {
+			return &check.FieldError{Field: "attributes", Msg: fmt.Sprintf("rule %s's key (%s) would be %d bytes, longer than %d",
+				r.Rule.Name, strings.Join(r.Rule.Key, ", "), n, check.MaxKeyBytes)}
+		}
 	}
 	return nil
 }

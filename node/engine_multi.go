@@ -16,7 +16,8 @@ import (
 // one Envoy request carries several descriptors that must hold together.
 //
 // All requests are decided against one rules snapshot and one clock
-// reading. A request with a bad cost fails the call before any token moves.
+// reading. A request with a bad cost or out of check's bounds fails the
+// call before any token moves.
 func (e *Engine) DecideAll(ctx context.Context, reqs []check.Request, out []check.Decision) (allowed bool, err error) {
 	if len(out) != len(reqs) {
 		return false, errors.New("node: DecideAll needs one decision per request")
@@ -30,6 +31,11 @@ func (e *Engine) DecideAll(ctx context.Context, reqs []check.Request, out []chec
 	rs := e.rules.Load()
 	if rs.version == 0 {
 		return false, ErrNoRules
+	}
+	for i := range reqs {
+		if err := rs.withinBounds(reqs[i].Attributes); err != nil {
+			return false, check.InBatch(err, i)
+		}
 	}
 	bm := batchMetrics{m: e.metrics}
 	defer bm.done(e.now, now)

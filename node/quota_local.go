@@ -222,11 +222,13 @@ func (l *localQuotas) flushLocked() error {
 		}
 		c.mu.Unlock()
 	}
-	err := l.store.write(puts, deleted)
+	refused, err := l.store.write(puts, deleted)
 	if err != nil {
 		l.requeue(dirty, deleted)
+		return err
 	}
-	return err
+	// A refused counter would be refused again; it stays in memory only.
+	return errors.Join(refused...)
 }
 
 // requeue puts back what a failed flush did not write, for the next one.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/sluicehq/sluice/fsm/rules"
 )
@@ -69,12 +70,16 @@ func OpenQuotaStore(path string) (*QuotaStore, error) {
 }
 
 // write stores puts and removes deletes, in one transaction; deletes apply
-// first, so a key both deleted and put ends up put.
-func (s *QuotaStore) write(puts []quotaRecord, deletes []string) error {
+// first, so a key both deleted and put ends up put. A record bbolt refuses
+// on its own (a key it cannot hold) is left out and returned in refused, so
+// that one bad key never blocks the others; err is a failure of the whole
+// transaction, which wrote nothing.
+func (s *QuotaStore) write(puts []quotaRecord, deletes []string) (refused []error, err error) {
 	if len(puts) == 0 && len(deletes) == 0 {
-		return nil
+		return nil, nil
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		refused = refused[:0]
 		b := tx.Bucket(quotaBucket)
 		for _, k := range deletes {
 			if err := b.Delete([]byte(k)); err != nil {
@@ -86,12 +91,21 @@ func (s *QuotaStore) write(puts []quotaRecord, deletes []string) error {
 			binary.BigEndian.PutUint64(v[0:], uint64(r.start))
 			binary.BigEndian.PutUint64(v[8:], uint64(r.end))
 			binary.BigEndian.PutUint64(v[16:], uint64(r.used))
-			if err := b.Put([]byte(r.key), append(v, r.period...)); err != nil {
+			err := b.Put([]byte(r.key), append(v, r.period...))
+			switch {
+			case errors.Is(err, berrors.ErrKeyRequired), errors.Is(err, berrors.ErrKeyTooLarge), errors.Is(err, berrors.ErrValueTooLarge):
+				// Put checks these before it changes anything.
+				refused = append(refused, fmt.Errorf("counter of %d-byte key not stored: %w", len(r.key), err))
+			case err != nil:
 				return err
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return refused, nil
 }
 
 // Close closes the file.

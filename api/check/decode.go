@@ -15,7 +15,9 @@ import (
 //   - "cost" absent means 0, the default 1; present it must be an integer
 //     ≥ 1 written without fraction or exponent;
 //   - strings must be valid UTF-8; an unpaired \uD800-style surrogate escape
-//     becomes U+FFFD, as in encoding/json.
+//     becomes U+FFFD, as in encoding/json;
+//   - at most MaxAttributes attributes, each value at most MaxValueBytes
+//     (after unescaping).
 //
 // A Decoder keeps its scratch memory between calls, which is what makes
 // decoding allocation-free once warm. It is not safe for concurrent use;
@@ -233,6 +235,9 @@ func (d *Decoder) readAttrs(path string) (Attrs, error) {
 		if len(key) == 0 {
 			return d.fieldErr(path, "attribute names must not be empty")
 		}
+		if len(d.attrs)-start == MaxAttributes {
+			return d.fieldErr(path, TooManyAttributes)
+		}
 		name := bytesString(key)
 		if d.isDuplicate(start, name) {
 			return d.fieldErr(joinPath(path, name), "duplicate attribute")
@@ -246,6 +251,9 @@ func (d *Decoder) readAttrs(path string) (Attrs, error) {
 		value, err := d.readString()
 		if err != nil {
 			return err
+		}
+		if len(value) > MaxValueBytes {
+			return d.fieldErr(joinPath(path, name), ValueProblem(string(value)))
 		}
 		d.attrs = append(d.attrs, Attr{Name: name, Value: bytesString(value)})
 		return nil

@@ -181,6 +181,57 @@ func TestDecodeRequestManyAttributes(t *testing.T) {
 	}
 }
 
+func TestDecodeRequestBounds(t *testing.T) {
+	var d Decoder
+	var req Request
+	for _, body := range [][]byte{attrsBody(MaxAttributes, MaxValueBytes), attrsBody(1, MaxValueBytes)} {
+		if err := d.DecodeRequest(body, &req); err != nil {
+			t.Fatalf("a request at the bounds is refused: %v", err)
+		}
+	}
+	err := d.DecodeRequest(attrsBody(MaxAttributes+1, 1), &req)
+	checkFieldError(t, "65 attributes", err, "attributes", "more than 64 attributes")
+	err = d.DecodeRequest(attrsBody(3, MaxValueBytes+1), &req)
+	checkFieldError(t, "a 4097-byte value", err, "attributes.a0", "value of 4097 bytes is longer than 4096")
+	// Escapes count as what they stand for.
+	escaped := `{"attributes": {"k": "` + strings.Repeat(`\u0041`, MaxValueBytes+1) + `"}}`
+	checkFieldError(t, "escaped", d.DecodeRequest([]byte(escaped), &req), "attributes.k", "longer than 4096")
+	// In a batch the item is named.
+	body := `{"requests": [{}, {}, {}, ` + string(attrsBody(1, MaxValueBytes+1)) + `]}`
+	_, err = d.DecodeBatch([]byte(body), nil, 10)
+	checkFieldError(t, "batch", err, "requests[3].attributes.a0", "longer than 4096")
+	body = `{"requests": [{}, ` + string(attrsBody(MaxAttributes+1, 1)) + `]}`
+	_, err = d.DecodeBatch([]byte(body), nil, 10)
+	checkFieldError(t, "batch", err, "requests[1].attributes", "more than 64 attributes")
+}
+
+func TestAttrsValidate(t *testing.T) {
+	many := make(Attrs, MaxAttributes+1)
+	for i := range many {
+		many[i] = Attr{Name: strconv.Itoa(i)}
+	}
+	cases := []struct {
+		attrs      Attrs
+		field, msg string
+	}{
+		{many[:MaxAttributes], "", ""},
+		{Attrs{{"k", strings.Repeat("x", MaxValueBytes)}}, "", ""},
+		{many, "attributes", "more than 64"},
+		{Attrs{{"ip", "a"}, {"k", strings.Repeat("x", MaxValueBytes+1)}}, "attributes.k", "longer than 4096"},
+		{Attrs{{"k", "a\xffb"}}, "attributes.k", "valid UTF-8"},
+	}
+	for _, tc := range cases {
+		err := tc.attrs.Validate()
+		if tc.field == "" {
+			if err != nil {
+				t.Errorf("%d attributes: %v, want nil", len(tc.attrs), err)
+			}
+			continue
+		}
+		checkFieldError(t, tc.field, err, tc.field, tc.msg)
+	}
+}
+
 func TestDecodeBatch(t *testing.T) {
 	var d Decoder
 	backing := make([]Request, 0, 4)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -34,6 +36,13 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add(typicalBody)
 	f.Add([]byte(`{"attributes": {"k": "\ud83d\ude00\ud800\u00e9\n"}, "cost": 9223372036854775807}`))
 	f.Add([]byte(`{"cost": 1.5e3}`))
+	// The bounds' edges: the most attributes and the longest value allowed,
+	// and one past each (an escape counts once unescaped).
+	f.Add(attrsBody(MaxAttributes, 1))
+	f.Add(attrsBody(MaxAttributes+1, 1))
+	f.Add(attrsBody(1, MaxValueBytes))
+	f.Add(attrsBody(1, MaxValueBytes+1))
+	f.Add([]byte(`{"attributes": {"k": "` + strings.Repeat(`\n`, MaxValueBytes) + `"}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var d Decoder
 		var req Request
@@ -54,6 +63,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 		checkSameRequest(t, req, ref)
 		checkReencoding(t, req)
+		checkBounds(t, req)
 	})
 }
 
@@ -62,6 +72,8 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add(batchBody(2))
 	f.Add(batchBody(max + 1))
 	f.Add([]byte(`{"requests": [{}, {"cost": 2, "attributes": {"\u0069p": "a\"b"}}]}`))
+	f.Add([]byte(`{"requests": [{}, ` + string(attrsBody(MaxAttributes+1, 1)) + `]}`))
+	f.Add([]byte(`{"requests": [` + string(attrsBody(2, MaxValueBytes+1)) + `]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var d Decoder
 		reqs, err := d.DecodeBatch(body, nil, max)
@@ -85,6 +97,7 @@ func FuzzDecodeBatch(f *testing.F) {
 		for i := range reqs {
 			checkSameRequest(t, reqs[i], ref.Requests[i])
 			checkReencoding(t, reqs[i])
+			checkBounds(t, reqs[i])
 		}
 	})
 }
@@ -102,6 +115,28 @@ func checkSameRequest(t *testing.T, got Request, ref referenceRequest) {
 			t.Fatalf("attribute %q=%q, encoding/json says %q", a.Name, a.Value, ref.Attributes)
 		}
 	}
+}
+
+// checkBounds fails when an accepted request breaks a bound.
+func checkBounds(t *testing.T, req Request) {
+	t.Helper()
+	if err := req.Attributes.Validate(); err != nil {
+		t.Fatalf("accepted a request out of bounds: %v", err)
+	}
+}
+
+// attrsBody is a check body with n attributes whose values are size bytes.
+func attrsBody(n, size int) []byte {
+	var sb strings.Builder
+	sb.WriteString(`{"attributes": {`)
+	for i := range n {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		fmt.Fprintf(&sb, `"a%d": "%s"`, i, strings.Repeat("v", size))
+	}
+	sb.WriteString(`}}`)
+	return []byte(sb.String())
 }
 
 // checkReencoding encodes req with encoding/json and decodes it again.

@@ -244,12 +244,24 @@ func TestMalformedRequestsAreInvalidArgument(t *testing.T) {
 		"domain as a key":  {Domain: "edge", Descriptors: []*ratelimitv3.RateLimitDescriptor{descriptor("domain", "other")}},
 		"negative hits":    {Domain: "edge", Descriptors: []*ratelimitv3.RateLimitDescriptor{negative}},
 		"later descriptor": {Domain: "edge", Descriptors: []*ratelimitv3.RateLimitDescriptor{descriptor("user", "hank"), descriptor("", "v")}},
+		"long value":       {Domain: "edge", Descriptors: []*ratelimitv3.RateLimitDescriptor{descriptor("user", "hank"), descriptor("user", strings.Repeat("x", check.MaxValueBytes+1))}},
+		"long domain":      {Domain: strings.Repeat("d", check.MaxValueBytes+1), Descriptors: []*ratelimitv3.RateLimitDescriptor{descriptor("user", "hank")}},
+		"too many entries": {Domain: "edge", Descriptors: []*ratelimitv3.RateLimitDescriptor{descriptor("user", "hank"), manyEntries(check.MaxAttributes)}},
+	}
+	wantPath := map[string]string{
+		"long value":       "descriptors[1].entries[0].value: value of 4097 bytes is longer than 4096",
+		"long domain":      "domain: value of 4097 bytes",
+		"too many entries": "descriptors[1].entries: more than 64 attributes",
 	}
 	for name, req := range cases {
 		_, err := n.rls.ShouldRateLimit(context.Background(), req)
-		if status.Code(err) != codes.InvalidArgument {
-			t.Errorf("%s: err %v, want InvalidArgument", name, err)
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), wantPath[name]) {
+			t.Errorf("%s: err %v, want InvalidArgument %q", name, err, wantPath[name])
 		}
+	}
+	// 63 entries plus the domain are the most one descriptor may carry.
+	if st := n.should(t, 0, manyEntries(check.MaxAttributes-1)).Statuses[0]; st.Code != rlsv3.RateLimitResponse_OK {
+		t.Fatalf("63 entries: %v, want OK", st)
 	}
 	// The rejected request with a valid first descriptor spent nothing.
 	if st := n.should(t, 0, descriptor("user", "hank")).Statuses[0]; st.LimitRemaining != 2 {
@@ -299,4 +311,13 @@ func TestRemoteAddressFromTrustedPeerIsBelieved(t *testing.T) {
 	if code := n.clientCall(t, "203.0.113.1"); code != rlsv3.RateLimitResponse_OVER_LIMIT {
 		t.Fatalf("203.0.113.1's second call: %v, want OVER_LIMIT", code)
 	}
+}
+
+// manyEntries is a descriptor of n distinct entries.
+func manyEntries(n int) *ratelimitv3.RateLimitDescriptor {
+	var kv []string
+	for i := range n {
+		kv = append(kv, "k"+strconv.Itoa(i), "v")
+	}
+	return descriptor(kv...)
 }

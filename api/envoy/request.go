@@ -38,6 +38,9 @@ func checksOf(req *rlsv3.RateLimitRequest, clientAddr func(claim string) string)
 	case n > maxDescriptors:
 		return nil, fmt.Errorf("at most %d descriptors, got %d", maxDescriptors, n)
 	}
+	if msg := check.ValueProblem(req.Domain); msg != "" {
+		return nil, fmt.Errorf("domain: %s", msg)
+	}
 	checks := make([]check.Request, len(req.Descriptors))
 	for i, desc := range req.Descriptors {
 		attrs, err := attributesOf(req.Domain, desc, clientAddr)
@@ -53,8 +56,11 @@ func checksOf(req *rlsv3.RateLimitRequest, clientAddr func(claim string) string)
 }
 
 func attributesOf(domain string, desc *ratelimitv3.RateLimitDescriptor, clientAddr func(string) string) (check.Attrs, error) {
-	if len(desc.GetEntries()) == 0 {
+	switch n := len(desc.GetEntries()); {
+	case n == 0:
 		return nil, fmt.Errorf("entries: must not be empty")
+	case n+1 > check.MaxAttributes: // the domain is an attribute too
+		return nil, fmt.Errorf("entries: %s with the domain", check.TooManyAttributes)
 	}
 	attrs := make(check.Attrs, 0, len(desc.Entries)+1)
 	attrs = append(attrs, check.Attr{Name: domainAttr, Value: domain})
@@ -70,6 +76,9 @@ func attributesOf(domain string, desc *ratelimitv3.RateLimitDescriptor, clientAd
 			return nil, fmt.Errorf("entries[%d].key: %q appears twice", j, key)
 		}
 		value := e.GetValue()
+		if msg := check.ValueProblem(value); msg != "" {
+			return nil, fmt.Errorf("entries[%d].value: %s", j, msg)
+		}
 		if key == clientAddressKey {
 			value = clientAddr(value)
 		}

@@ -62,7 +62,9 @@ func (cfg *config) decisionContext(parent context.Context) (context.Context, con
 }
 
 // attributesOf extracts the configured attributes; absent ones are left out
-// so rules keyed on them do not apply (SPEC §3).
+// so rules keyed on them do not apply (SPEC §3). Values out of check's
+// bounds are the client's error, answered here rather than by a node that
+// the error handler might let the request past.
 func (cfg *config) attributesOf(c *gin.Context) (check.Attrs, error) {
 	attrs := make(check.Attrs, 0, len(cfg.attributes))
 	for _, a := range cfg.attributes {
@@ -70,9 +72,16 @@ func (cfg *config) attributesOf(c *gin.Context) (check.Attrs, error) {
 		if err != nil {
 			return nil, err
 		}
-		if ok {
-			attrs = append(attrs, check.Attr{Name: a.name, Value: v})
+		if !ok {
+			continue
 		}
+		if msg := check.ValueProblem(v); msg != "" {
+			return nil, &check.FieldError{Field: a.field, Msg: msg}
+		}
+		attrs = append(attrs, check.Attr{Name: a.name, Value: v})
+	}
+	if len(attrs) > check.MaxAttributes {
+		return nil, &check.FieldError{Field: "attributes", Msg: check.TooManyAttributes}
 	}
 	return attrs, nil
 }

@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -350,5 +351,55 @@ func assertAttrs(t *testing.T, got, want check.Attrs) {
 		if got[i] != want[i] {
 			t.Fatalf("attributes %v, want %v", got, want)
 		}
+	}
+}
+
+// Attribute values out of check's bounds are answered 400 naming where they
+// came from, before the decider is asked (which, failing open, would let the
+// request through).
+func TestOutOfBoundsAttributesAre400(t *testing.T) {
+	cases := []struct {
+		name, header, value, wantField, wantMsg string
+	}{
+		{"long header", "X-Tenant", strings.Repeat("x", check.MaxValueBytes+1), "X-Tenant", "longer than 4096"},
+		{"invalid UTF-8", "X-Tenant", "ac\xffme", "X-Tenant", "valid UTF-8"},
+		{"long path", "", "", "route", "longer than 4096"},
+	}
+	for _, tc := range cases {
+		d := failing(errors.New("must not be asked"))
+		handled := 0
+		r := gin.New()
+		r.Use(New(d, WithRouteTemplate(), WithHeader("X-Tenant", "tenant")))
+		r.NoRoute(func(c *gin.Context) { handled++ })
+		target := "/users/1"
+		if tc.header == "" {
+			target = "/" + strings.Repeat("p", check.MaxValueBytes+1)
+		}
+		req := httptest.NewRequest(http.MethodGet, target, nil)
+		if tc.header != "" {
+			req.Header.Set(tc.header, tc.value)
+		}
+		w := serve(r, req)
+		var body struct{ Error, Field string }
+		_ = json.Unmarshal(w.Body.Bytes(), &body)
+		if w.Code != http.StatusBadRequest || handled != 0 || body.Field != tc.wantField || !strings.Contains(body.Error, tc.wantMsg) {
+			t.Errorf("%s: %d %s handled %d, want 400 naming %s", tc.name, w.Code, w.Body, handled, tc.wantField)
+		}
+		if len(d.seen) != 0 {
+			t.Errorf("%s: the decider was asked", tc.name)
+		}
+	}
+}
+
+func TestTooManyAttributesIs400(t *testing.T) {
+	var opts []Option
+	for i := range check.MaxAttributes + 1 {
+		name := "a" + strconv.Itoa(i)
+		opts = append(opts, WithAttribute(name, func(*gin.Context) (string, bool) { return "v", true }))
+	}
+	handled := 0
+	w := serve(app(answering(allowed), &handled, opts...), httptest.NewRequest(http.MethodGet, "/users/1", nil))
+	if w.Code != http.StatusBadRequest || handled != 0 || !strings.Contains(w.Body.String(), "more than 64 attributes") {
+		t.Fatalf("%d %s handled %d, want 400", w.Code, w.Body, handled)
 	}
 }

@@ -21,6 +21,7 @@ type Option func(*config)
 // is answered 400.
 type attribute struct {
 	name  string
+	field string // what a 400 about the value names: its header, else name
 	value func(*gin.Context) (string, bool, error)
 }
 
@@ -53,14 +54,19 @@ func newConfig(opts []Option) *config {
 // withAttribute adds an attribute; a later option for the same name replaces
 // the earlier one, because attribute names are unique in a request.
 func withAttribute(name string, fn func(*gin.Context) (string, bool, error)) Option {
+	return withAttributeFrom(name, name, fn)
+}
+
+func withAttributeFrom(name, field string, fn func(*gin.Context) (string, bool, error)) Option {
 	return func(cfg *config) {
+		a := attribute{name: name, field: field, value: fn}
 		for i := range cfg.attributes {
 			if cfg.attributes[i].name == name {
-				cfg.attributes[i].value = fn
+				cfg.attributes[i] = a
 				return
 			}
 		}
-		cfg.attributes = append(cfg.attributes, attribute{name: name, value: fn})
+		cfg.attributes = append(cfg.attributes, a)
 	}
 }
 
@@ -108,9 +114,11 @@ func WithMethod() Option {
 }
 
 // WithHeader sends attribute attr with the value of the request header; a
-// request without the header lacks the attribute.
+// request without the header lacks the attribute. A value out of check's
+// bounds (longer than check.MaxValueBytes, not UTF-8) is answered 400
+// naming the header, as any attribute out of bounds is.
 func WithHeader(header, attr string) Option {
-	return withAttribute(attr, func(c *gin.Context) (string, bool, error) {
+	return withAttributeFrom(attr, header, func(c *gin.Context) (string, bool, error) {
 		v := c.Request.Header.Values(header)
 		if len(v) == 0 {
 			return "", false, nil

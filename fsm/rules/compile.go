@@ -168,14 +168,15 @@ func (c *Compiled) Applicable(attrs check.Attrs, dst []int) []int {
 // for the masks.
 func (c *Compiled) applicableByLookup(attrs check.Attrs, dst []int) []int {
 	for i := range c.rules {
-		if c.rules[i].applies(attrs) {
+		if c.rules[i].Applies(attrs) {
 			dst = append(dst, i)
 		}
 	}
 	return dst
 }
 
-func (r *CompiledRule) applies(attrs check.Attrs) bool {
+// Applies reports whether r applies to attrs (see Applicable).
+func (r *CompiledRule) Applies(attrs check.Attrs) bool {
 	for i := range r.conditions {
 		value, ok := attrs.Get(r.conditions[i].attr)
 		if !ok || !r.conditions[i].pattern.match(value) {
@@ -217,6 +218,17 @@ func appendEscaped(dst []byte, value string) []byte {
 		}
 	}
 	return append(dst, value[start:]...)
+}
+
+// KeyValueBytes is the length of r's key for attrs before escaping: the
+// sum of its key attributes' values, the quantity check.MaxKeyBytes bounds.
+func (r *CompiledRule) KeyValueBytes(attrs check.Attrs) int {
+	n := 0
+	for _, attr := range r.Rule.Key {
+		value, _ := attrs.Get(attr)
+		n += len(value)
+	}
+	return n
 }
 
 // DisplayKey is the key as people see it in decisions and pass to
