@@ -3,13 +3,17 @@ package systest_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/sluicehq/sluice/api/admin"
 	"github.com/sluicehq/sluice/cmd/sluice/systest"
 )
 
@@ -120,4 +124,106 @@ func TestSIGTERMExitsCleanly(t *testing.T) {
 	if err := hasRules(p, 1, "r")(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The admin commands against a real three-node cluster with a token, each
+// sent to a follower, which forwards writes to the leader.
+func TestCLIAdminCommandsAgainstRealNodes(t *testing.T) {
+	const token = "cli-admin-token"
+	opts := systest.Options{Rules: rulesDoc("boot", 5), AdminToken: token}
+	c := systest.StartCluster(t, opts, opts, opts)
+	st, err := systest.ClusterStatus(c.Nodes[0], token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leader *systest.Proc
+	for _, p := range c.Nodes {
+		if p.ID == st.Leader {
+			leader = p
+		}
+	}
+	if leader == nil {
+		t.Fatalf("no leader among the nodes: %+v", st)
+	}
+	follower := c.Others(leader)[0]
+	cli := func(args ...string) (int, string, string) {
+		t.Helper()
+		return runCLI(t, nil, append(args, "--addr", follower.URL(), "--token", token)...)
+	}
+
+	code, out, errOut := cli("rules", "get")
+	var doc struct {
+		Version uint64
+		Rules   []struct{ Name string }
+	}
+	if err := json.Unmarshal([]byte(out), &doc); code != 0 || err != nil || doc.Version != 1 || len(doc.Rules) != 1 || doc.Rules[0].Name != "boot" {
+		t.Fatalf("rules get: exit %d, %+v (%v)\n%s%s", code, doc, err, out, errOut)
+	}
+	if code, _, errOut := runCLI(t, nil, "rules", "get", "--addr", follower.URL()); code != 1 || !strings.Contains(errOut, "unauthorized") {
+		t.Errorf("rules get without the token: exit %d, stderr %q; want 1, unauthorized", code, errOut)
+	}
+
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.json"), filepath.Join(dir, "bad.json")
+	os.WriteFile(good, []byte(rulesDoc("applied", 3)), 0o644)
+	os.WriteFile(bad, []byte(`{"rules": [{"name": "x", "key": ["ip"], "limit": {"rate": 0, "per": "1s"}}]}`), 0o644)
+	if code, out, errOut := cli("rules", "apply", "-f", good); code != 0 || strings.TrimSpace(out) != "rules applied: version 2" {
+		t.Fatalf("rules apply: exit %d, %q %s", code, out, errOut)
+	}
+	for _, p := range c.Nodes {
+		waitFor(t, 10*time.Second, p.ID+" has the applied rules", func() error {
+			if doc, err := rulesWithToken(p, token); err != nil || doc.Version != 2 {
+				return fmt.Errorf("rules %+v, %v", doc, err)
+			}
+			return nil
+		})
+	}
+	if code, _, errOut := cli("rules", "apply", "-f", bad); code != 1 || !strings.Contains(errOut, "rules[0].limit.rate") {
+		t.Errorf("rules apply of a bad file: exit %d, stderr %q; want 1 naming rules[0].limit.rate", code, errOut)
+	}
+	if doc, err := rulesWithToken(leader, token); err != nil || doc.Version != 2 {
+		t.Errorf("rules after the refused apply: %+v %v, want version 2 still", doc, err)
+	}
+
+	code, out, errOut = cli("cluster", "status")
+	if code != 0 || !strings.Contains(out, "leader: "+leader.ID) || !strings.Contains(out, "leases:") {
+		t.Fatalf("cluster status: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, p := range c.Nodes {
+		if !strings.Contains(out, p.ID+" ") || !strings.Contains(out, p.RaftAddr) {
+			t.Errorf("cluster status does not list %s at %s:\n%s", p.ID, p.RaftAddr, out)
+		}
+	}
+	code, out, _ = cli("cluster", "status", "--json")
+	st = admin.ClusterStatus{}
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || st.Leader != leader.ID || st.RulesVersion != 2 || len(st.Nodes) != 3 {
+		t.Fatalf("cluster status --json: exit %d, %+v (%v)\n%s", code, st, err, out)
+	}
+
+	if code, _, errOut := cli("cluster", "remove", "no-such-node"); code != 1 || !strings.Contains(errOut, "unknown node") {
+		t.Errorf("cluster remove of an unknown node: exit %d, stderr %q; want 1, unknown node", code, errOut)
+	}
+	gone := c.Others(leader)[1]
+	if code, out, errOut := cli("cluster", "remove", gone.ID); code != 0 || strings.TrimSpace(out) != "removed "+gone.ID {
+		t.Fatalf("cluster remove %s: exit %d, %q %s", gone.ID, code, out, errOut)
+	}
+	waitFor(t, 10*time.Second, gone.ID+" gone from the cluster", func() error {
+		st, err := systest.ClusterStatus(follower, token)
+		if err != nil {
+			return err
+		}
+		for _, n := range st.Nodes {
+			if n.ID == gone.ID {
+				return fmt.Errorf("still listed: %+v", st.Nodes)
+			}
+		}
+		return nil
+	})
+}
+
+// rulesWithToken reads GET /v1/rules from p with the admin token.
+func rulesWithToken(p *systest.Proc, token string) (admin.RulesDoc, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return p.Client(token).Rules(ctx)
 }
