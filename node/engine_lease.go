@@ -27,8 +27,11 @@ func WithLeases(cfg LeaseConfig) EngineOption {
 	return func(e *Engine) {
 		m := &leaseMode{cfg: cfg, buckets: buckets.NewTable()}
 		// A node does not know yet whether it is alone: deciding at its
-		// share until it does errs on the safe side.
+		// share until it does errs on the safe side. Its share's buckets
+		// start empty, so that a node restarted (or joining) under load
+		// adds no burst to what the others admit.
 		m.clustered.Store(true)
+		m.buckets.Empty(e.now())
 		e.leases = m
 	}
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/api/check"
 )
@@ -22,6 +23,17 @@ func newLeaseEngine(t *testing.T, share float64, members int) *Engine {
 	return e
 }
 
+// waitFull waits until rule r's lease bucket for kv holds its whole burst.
+func waitFull(t *testing.T, e *Engine, kv ...string) {
+	t.Helper()
+	rs := e.rules.Load()
+	key := rs.compiled.Rule(0).AppendKey(nil, attrs(kv...))
+	lim := e.shareLimit(rs, 0)
+	waitFor(t, 5*time.Second, "the share's bucket to fill", func() bool {
+		return e.leases.buckets.Peek(key, lim, e.now()).Remaining >= lim.Burst
+	})
+}
+
 // admitBurst sends requests on one key at once until one is denied and
 // returns how many were admitted and the denial.
 func admitBurst(t *testing.T, e *Engine, kv ...string) (int, check.Decision) {
@@ -37,6 +49,11 @@ func admitBurst(t *testing.T, e *Engine, kv ...string) (int, check.Decision) {
 
 func TestLeaseModeDecidesAtTheShare(t *testing.T) {
 	e := newLeaseEngine(t, 0.25, 4)
+	// A node starting in lease mode starts with empty buckets.
+	if d := decide(t, e, 1, "ip", "a"); d.Allowed || d.Mode != check.ModeLease {
+		t.Fatalf("first decision of a new engine in lease mode: %+v, want denied", d)
+	}
+	waitFull(t, e, "ip", "a")
 	n, d := admitBurst(t, e, "ip", "a")
 	// The burst is split with the share: max(1, 40·0.25) = 10, plus what
 	// refills (25/s) while the loop runs, which is well under one token.
@@ -51,6 +68,7 @@ func TestLeaseModeDecidesAtTheShare(t *testing.T) {
 
 func TestLeaseShareBurstIsAtLeastOneToken(t *testing.T) {
 	e := newLeaseEngine(t, 0.01, 4) // 40·0.01 = 0.4 tokens
+	waitFull(t, e, "ip", "a")
 	if n, d := admitBurst(t, e, "ip", "a"); n != 1 {
 		t.Fatalf("admitted %d at once (%+v), want max(1, burst·s) = 1", n, d)
 	}
@@ -58,6 +76,7 @@ func TestLeaseShareBurstIsAtLeastOneToken(t *testing.T) {
 
 func TestModeSwitchesEmptyTheBucketsDecisionsMoveTo(t *testing.T) {
 	e := newLeaseEngine(t, 0.25, 4)
+	waitFull(t, e, "ip", "a")
 	if n, _ := admitBurst(t, e, "ip", "a"); n < 10 {
 		t.Fatalf("lease burst %d", n)
 	}
