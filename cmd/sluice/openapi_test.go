@@ -51,7 +51,8 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 		`"rules": [{"name": "monthly", "key": ["tenant"], "quota": {"limit": 1000, "per": "month"}},`, 1)
 	bearer := map[string]string{"Authorization": "Bearer wrong"}
 	loginCheck := `{"attributes": {"ip": "198.51.100.2", "route": "/login", "method": "POST"}}`
-	proxied := map[string]string{"X-Real-IP": "198.51.100.3", "X-Original-URI": "/login", "X-Original-Method": "POST"}
+	proxied := map[string]string{"X-Real-IP": "198.51.100.3", "X-Original-URI": "/api/orders", "X-Original-Method": "GET"}
+	proxiedLogin := map[string]string{"X-Real-IP": "198.51.100.3", "X-Original-URI": "/login", "X-Original-Method": "POST"}
 
 	calls := []apiCall{
 		// the open node: every success, and the client errors
@@ -68,8 +69,8 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 		{node: open, method: "POST", path: "/v1/check/batch", body: `{"requests": {}}`, want: 400, invalidOnWire: true},
 		{node: open, method: "POST", path: "/v1/check/batch", body: huge, want: 413, invalidOnWire: true},
 		{node: open, method: "GET", path: "/v1/forward-auth", header: proxied, want: 200},
-		{node: open, method: "GET", path: "/v1/forward-auth", header: proxied, want: 429, untilWant: true},
-		{node: open, method: "GET", path: "/v1/forward-auth?deny_status=403", header: proxied, want: 403},
+		{node: open, method: "GET", path: "/v1/forward-auth", header: proxiedLogin, want: 429, untilWant: true},
+		{node: open, method: "GET", path: "/v1/forward-auth?deny_status=403", header: proxiedLogin, want: 403},
 		{node: open, method: "GET", path: "/v1/forward-auth?deny_status=401", header: proxied, want: 400, invalidOnWire: true},
 		{node: open, method: "GET", path: "/v1/usage?rule=login&key=198.51.100.2", want: 200},
 		{node: open, method: "GET", path: "/v1/usage?rule=monthly&key=acme", want: 200},
