@@ -294,3 +294,31 @@ func TestForwardAuthBounds(t *testing.T) {
 		t.Fatalf("64 attributes: %d %s, want 200", w.Code, w.Body)
 	}
 }
+
+// Envoy's ext_authz forwards the original method, whatever it is: every
+// method is answered as GET is, and counts.
+func TestForwardAuthAnswersAnyMethod(t *testing.T) {
+	h, _ := newForwardAuthServer(t, "127.0.0.1")
+	for i, method := range []string{"PURGE", "PROPFIND", http.MethodPatch, "GET"} {
+		req := httptest.NewRequest(method, "/v1/forward-auth", nil)
+		req.RemoteAddr = "127.0.0.1:4000"
+		req.Header.Set("X-Forwarded-For", "203.0.113.50")
+		req.Header.Set("X-Original-URI", "/api/orders")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		want := http.StatusOK
+		if i >= 2 { // burst 2
+			want = http.StatusTooManyRequests
+		}
+		if w.Code != want || w.Header().Get("Allow") != "" || w.Body.Len() != 0 {
+			t.Fatalf("%s: %d %v %q, want %d with no body", method, w.Code, w.Header(), w.Body, want)
+		}
+	}
+	// Bad input is still a 400 whatever the method.
+	req := httptest.NewRequest("PURGE", "/v1/forward-auth?deny_status=500", nil)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code != http.StatusBadRequest {
+		t.Fatalf("PURGE with a bad deny_status: %d, want 400", w.Code)
+	}
+}

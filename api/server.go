@@ -89,7 +89,7 @@ func NewServer(cfg Config) (*Server, error) {
 
 	r.POST("/v1/check", s.handleCheck)
 	r.POST("/v1/check/batch", s.handleBatch)
-	r.Any("/v1/forward-auth", s.handleForwardAuth)
+	r.Any(forwardAuthPath, s.handleForwardAuth)
 	r.GET("/ping", middleware.New(cfg.Engine,
 		middleware.WithTrustedProxies(cfg.TrustedProxies),
 		middleware.WithClientIP(), middleware.WithRouteTemplate(), middleware.WithMethod(),
@@ -107,7 +107,27 @@ func NewServer(cfg Config) (*Server, error) {
 		registerUsageRoutes(r, cfg.Usage, guard)
 	}
 	r.NoRoute(func(c *gin.Context) { c.JSON(http.StatusNotFound, gin.H{"error": "no such route"}) })
+	// A known route asked with the wrong method is 405 with Allow (RFC 9110
+	// §15.5.6), not 404 — except forward-auth, which serves any method.
+	r.HandleMethodNotAllowed = true
+	r.NoMethod(s.handleNoMethod)
 	return s, nil
+}
+
+// forwardAuthPath serves every method: Envoy's ext_authz forwards the
+// original request's, which may be one gin has no tree for (PURGE).
+const forwardAuthPath = "/v1/forward-auth"
+
+// handleNoMethod answers a known route asked with a method it does not
+// serve; gin has already set Allow.
+func (s *Server) handleNoMethod(c *gin.Context) {
+	if c.Request.URL.Path == forwardAuthPath {
+		c.Writer.Header().Del("Allow")
+		c.Status(http.StatusOK) // the handler sets the real status
+		s.handleForwardAuth(c)
+		return
+	}
+	c.JSON(http.StatusMethodNotAllowed, gin.H{"error": "method " + c.Request.Method + " not allowed; see Allow"})
 }
 
 // Handler returns the HTTP handler.

@@ -282,3 +282,35 @@ func TestCheckBeforeRulesIs503(t *testing.T) {
 		}
 	}
 }
+
+// A known route asked with the wrong method is 405 naming the methods it
+// serves, not 404.
+func TestWrongMethodIs405WithAllow(t *testing.T) {
+	ts, _ := newTestServer(t)
+	cases := []struct{ method, path, allow string }{
+		{http.MethodGet, "/v1/check", "POST"},
+		{http.MethodPut, "/v1/check/batch", "POST"},
+		{http.MethodDelete, "/ping", "GET"},
+		{http.MethodPost, "/healthz", "GET"},
+	}
+	for _, tc := range cases {
+		req, _ := http.NewRequest(tc.method, ts.URL+tc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != tc.allow || !strings.Contains(string(b), `"error"`) {
+			t.Errorf("%s %s: %d Allow %q %s; want 405 with Allow %q", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Allow"), b, tc.allow)
+		}
+	}
+	resp, err := http.Get(ts.URL + "/nowhere")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("unknown route: %d, want 404", resp.StatusCode)
+	}
+}

@@ -32,6 +32,10 @@ func runRulesValidate(args []string, stdout, stderr io.Writer) int {
 		var verr *rules.ValidationError
 		if errors.As(err, &verr) {
 			for _, fe := range verr.Errors {
+				if fe.Path == "" { // the whole document: syntax, encoding
+					fmt.Fprintln(stderr, fe.Msg)
+					continue
+				}
 				fmt.Fprintf(stderr, "%s: %s\n", fe.Path, fe.Msg)
 			}
 		} else {
@@ -43,10 +47,25 @@ func runRulesValidate(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// readInput reads a file, or stdin for "-".
+// readInput reads a rules file, or stdin for "-", refusing one larger than
+// a node accepts (rules.MaxDocumentBytes, the API's body limit) without
+// reading it all.
 func readInput(name string) ([]byte, error) {
-	if name == "-" {
-		return io.ReadAll(os.Stdin)
+	in := os.Stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		in = f
 	}
-	return os.ReadFile(name)
+	data, err := io.ReadAll(io.LimitReader(in, rules.MaxDocumentBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > rules.MaxDocumentBytes {
+		return nil, fmt.Errorf("%s is larger than %d bytes (1 MiB), the most a node accepts", name, rules.MaxDocumentBytes)
+	}
+	return data, nil
 }

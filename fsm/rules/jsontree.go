@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // jsonValue is a parsed JSON value that, unlike map[string]any, keeps object
@@ -38,9 +39,22 @@ const (
 // from recursing without bound.
 const maxJSONDepth = 32
 
+// MaxDocumentBytes is the largest rules document: the HTTP API's body
+// limit (SPEC §5), so a file `sluice rules validate` passes is one
+// PUT /v1/rules accepts.
+const MaxDocumentBytes = 1 << 20
+
 // readJSON parses exactly one JSON value. encoding/json does the lexing, so
-// string escapes and invalid UTF-8 are handled as everywhere else in Go.
+// string escapes are handled as everywhere else in Go; invalid UTF-8, which
+// encoding/json would quietly turn into U+FFFD, is refused first, as the
+// check decoder refuses it.
 func readJSON(data []byte) (jsonValue, error) {
+	if len(data) > MaxDocumentBytes {
+		return jsonValue{}, fmt.Errorf("document of %d bytes is larger than %d (1 MiB)", len(data), MaxDocumentBytes)
+	}
+	if !utf8.Valid(data) {
+		return jsonValue{}, fmt.Errorf("invalid UTF-8 at byte %d", invalidUTF8At(data))
+	}
 	// Unmarshal checks the whole document up front (syntax, trailing data)
 	// and reports where it went wrong, which the token stream does not.
 	if err := json.Unmarshal(data, new(json.RawMessage)); err != nil {
@@ -53,6 +67,18 @@ func readJSON(data []byte) (jsonValue, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	return readValue(dec, 0)
+}
+
+// invalidUTF8At is the offset of the first byte of data that is not valid UTF-8.
+func invalidUTF8At(data []byte) int {
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return i
+		}
+		i += size
+	}
+	return len(data)
 }
 
 func readValue(dec *json.Decoder, depth int) (jsonValue, error) {

@@ -96,6 +96,14 @@ func TestParseReportsEveryProblemWithItsPath(t *testing.T) {
 			[]string{"rules[0].limit.rate: is out of range"}},
 		{"rate beyond Lua precision", oneRule(`{"name": "a", "key": ["ip"], "limit": {"rate": 9007199254740992, "per": "1s"}}`),
 			[]string{"rules[0].limit.rate: must be <= 9007199254740991"}},
+		{"rate above one per nanosecond", oneRule(`{"name": "a", "key": ["ip"], "limit": {"rate": 1000000001, "per": "1s"}}`),
+			[]string{"rules[0].limit.rate: 1000000001 per 1s is more than 1e9 per second (one token per nanosecond), the fastest a bucket refills"}},
+		{"rate above one per nanosecond, short per", oneRule(`{"name": "a", "key": ["ip"], "limit": {"rate": 2, "per": "1ns"}}`),
+			[]string{"rules[0].limit.rate: 2 per 1ns is more than 1e9 per second (one token per nanosecond), the fastest a bucket refills"}},
+		{"invalid UTF-8 in a name", oneRule("{\"name\": \"a\xff\", \"key\": [\"ip\"], \"limit\": {\"rate\": 1, \"per\": \"1s\"}}"),
+			[]string{"invalid UTF-8 at byte 22"}},
+		{"invalid UTF-8 in a match value", oneRule("{\"name\": \"a\", \"match\": {\"route\": \"/\xc3\"}, \"key\": [\"ip\"], \"limit\": {\"rate\": 1, \"per\": \"1s\"}}"),
+			[]string{"invalid UTF-8 at byte 46"}},
 		{"per bad syntax", oneRule(`{"name": "a", "key": ["ip"], "limit": {"rate": 1, "per": "5x"}}`),
 			[]string{`rules[0].limit.per: invalid duration "5x"`}},
 		{"per number", oneRule(`{"name": "a", "key": ["ip"], "limit": {"rate": 1, "per": 1}}`),
@@ -134,6 +142,8 @@ func TestParseReportsEveryProblemWithItsPath(t *testing.T) {
 		{"empty input", ``, []string{"invalid JSON at byte 0: unexpected end of JSON input"}},
 		{"too deep", `{"rules": [], "x": ` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}`,
 			[]string{"invalid JSON: nested deeper than 32 levels"}},
+		{"larger than the API's body limit", `{"rules": [], "x": "` + strings.Repeat("x", MaxDocumentBytes) + `"}`,
+			[]string{"document of 1048598 bytes is larger than 1048576 (1 MiB)"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // maxNameLen keeps rule names short enough for Redis keys and metric labels.
@@ -46,6 +47,11 @@ func (s *Set) problems() []FieldError {
 			validateAmount(path+".limit.rate", r.Limit.Rate, add)
 			if r.Limit.Per <= 0 {
 				add(path+".limit.per", "must be > 0")
+			} else if r.Limit.Rate > int64(r.Limit.Per) && r.Limit.Rate <= MaxAmount {
+				// A bucket refills in whole nanoseconds per token; anything
+				// faster would silently become one token per nanosecond.
+				add(path+".limit.rate", fmt.Sprintf("%d per %s is more than 1e9 per second (one token per nanosecond), the fastest a bucket refills",
+					r.Limit.Rate, time.Duration(r.Limit.Per)))
 			}
 			if r.Limit.Burst < 0 {
 				add(path+".limit.burst", "must be >= 0")
