@@ -23,7 +23,7 @@ import (
 // (lease mode, engine_lease.go).
 type Engine struct {
 	rules    atomic.Pointer[ruleSet]
-	local    *buckets.Table // local mode's buckets
+	local    *buckets.Table // local and lease mode's buckets
 	fallback *buckets.Table // fallback mode's buckets, at the node's share
 	leases   *leaseMode     // nil without a LeaseConfig: always local mode
 	global   *globalPath    // nil in local mode
@@ -305,7 +305,7 @@ func (e *Engine) take(ctx context.Context, rs *ruleSet, i int, key []byte, displ
 	case check.ModeLocal:
 		return e.local.Take(key, rs.limits[i], cost, now), mode
 	case check.ModeLease:
-		return e.leases.buckets.Take(key, e.shareLimit(rs, i), cost, now), mode
+		return e.local.Take(key, e.shareLimit(rs, i), cost, now), mode
 	case check.ModeGlobal:
 		out, err := e.global.take(ctx, rs.compiled.Rule(i), key, display, cost, now)
 		if err == nil {
@@ -353,7 +353,7 @@ func (e *Engine) refund(rs *ruleSet, applicable []int, modes []check.Mode, attrs
 		case check.ModeGlobal:
 			e.global.give(key, r, results[n].Key, cost)
 		case check.ModeLease:
-			e.leases.buckets.Refund(key, e.shareLimit(rs, i), cost, now)
+			e.local.Refund(key, e.shareLimit(rs, i), cost, now)
 		case check.ModeFallback:
 			e.fallback.Refund(key, e.shareLimit(rs, i), cost, now)
 		}
@@ -432,7 +432,6 @@ func (e *Engine) Run(ctx context.Context) {
 			now := e.now()
 			e.local.Sweep(now)
 			e.fallback.Sweep(now)
-			e.leases.sweep(now)
 			e.quotas.local.sweep(e.quotas.wall())
 		case <-flush:
 			e.flushQuotas()
@@ -468,7 +467,7 @@ func (e *Engine) Close(ctx context.Context) {
 
 // ActiveKeys is the number of keys with state in memory.
 func (e *Engine) ActiveKeys() int {
-	n := e.local.Len() + e.fallback.Len() + e.leases.len() + e.quotas.len()
+	n := e.local.Len() + e.fallback.Len() + e.quotas.len()
 	if e.global != nil {
 		n += e.global.slices.Len()
 	}

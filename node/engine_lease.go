@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 
 	"github.com/sluicehq/sluice/api/check"
-	"github.com/sluicehq/sluice/buckets"
 	"github.com/sluicehq/sluice/fsm/rules"
 )
 
@@ -25,21 +24,19 @@ type LeaseConfig struct {
 // WithLeases makes the engine start in lease mode and follow SetClustered.
 func WithLeases(cfg LeaseConfig) EngineOption {
 	return func(e *Engine) {
-		m := &leaseMode{cfg: cfg, buckets: buckets.NewTable()}
+		e.leases = &leaseMode{cfg: cfg}
 		// A node does not know yet whether it is alone: deciding at its
-		// share until it does errs on the safe side. Its share's buckets
-		// start empty, so that a node restarted (or joining) under load
-		// adds no burst to what the others admit.
-		m.clustered.Store(true)
-		m.buckets.Empty(e.now())
-		e.leases = m
+		// share until it does errs on the safe side.
+		e.leases.clustered.Store(true)
 	}
 }
 
-// leaseMode is the engine's state for lease mode.
+// leaseMode is the engine's state for lease mode. Its buckets are the
+// local ones at the node's share: a GCRA bucket keeps how full it is when
+// its limit changes, so going from the whole limit to a share (a second
+// member joins) leaves a spent bucket spent and adds no burst.
 type leaseMode struct {
 	cfg       LeaseConfig
-	buckets   *buckets.Table // at the node's share
 	clustered atomic.Bool
 	switching sync.Mutex
 }
@@ -52,27 +49,14 @@ func (m *leaseMode) mode() check.Mode {
 	return check.ModeLocal
 }
 
-func (m *leaseMode) sweep(now int64) {
-	if m != nil {
-		m.buckets.Sweep(now)
-	}
-}
-
-func (m *leaseMode) len() int {
-	if m == nil {
-		return 0
-	}
-	return m.buckets.Len()
-}
-
 // SetClustered switches between local mode (false: this node is the only
 // member and no other node may still use a lease) and lease mode (true).
-// The node calls it when membership changes (Config.OnClustered). Each
-// switch empties the buckets decisions move to, before any decision can
-// use them: going to lease mode, what the node admitted at the full limit
-// just before is not admitted again at its share; going back to local
-// mode, what it admitted at its share is not admitted again from a full
-// local bucket. An engine without a LeaseConfig is always local.
+// The node calls it when membership changes (Config.OnClustered). Going
+// back to local mode empties the buckets before any decision sees the full
+// limit, so what was admitted at the share is not admitted again from a
+// full bucket (skipped when no key has a bucket yet: a single node starting
+// up keeps today's full buckets). An engine without a LeaseConfig is
+// always local.
 func (e *Engine) SetClustered(clustered bool) {
 	m := e.leases
 	if m == nil {
@@ -83,14 +67,8 @@ func (e *Engine) SetClustered(clustered bool) {
 	if m.clustered.Load() == clustered {
 		return
 	}
-	now := e.now()
-	switch {
-	case clustered:
-		m.buckets.Empty(now)
-	case m.buckets.Len() > 0:
-		// A node that never decided in lease mode (a single node starting
-		// up) keeps today's full local buckets.
-		e.local.Empty(now)
+	if !clustered && e.local.Len() > 0 {
+		e.local.Empty(e.now())
 	}
 	m.clustered.Store(clustered)
 	e.logger.Info("decision mode changed", "mode", m.mode())

@@ -2,7 +2,6 @@ package node
 
 import (
 	"testing"
-	"time"
 
 	"github.com/sluicehq/sluice/api/check"
 )
@@ -23,17 +22,6 @@ func newLeaseEngine(t *testing.T, share float64, members int) *Engine {
 	return e
 }
 
-// waitFull waits until rule r's lease bucket for kv holds its whole burst.
-func waitFull(t *testing.T, e *Engine, kv ...string) {
-	t.Helper()
-	rs := e.rules.Load()
-	key := rs.compiled.Rule(0).AppendKey(nil, attrs(kv...))
-	lim := e.shareLimit(rs, 0)
-	waitFor(t, 5*time.Second, "the share's bucket to fill", func() bool {
-		return e.leases.buckets.Peek(key, lim, e.now()).Remaining >= lim.Burst
-	})
-}
-
 // admitBurst sends requests on one key at once until one is denied and
 // returns how many were admitted and the denial.
 func admitBurst(t *testing.T, e *Engine, kv ...string) (int, check.Decision) {
@@ -49,11 +37,6 @@ func admitBurst(t *testing.T, e *Engine, kv ...string) (int, check.Decision) {
 
 func TestLeaseModeDecidesAtTheShare(t *testing.T) {
 	e := newLeaseEngine(t, 0.25, 4)
-	// A node starting in lease mode starts with empty buckets.
-	if d := decide(t, e, 1, "ip", "a"); d.Allowed || d.Mode != check.ModeLease {
-		t.Fatalf("first decision of a new engine in lease mode: %+v, want denied", d)
-	}
-	waitFull(t, e, "ip", "a")
 	n, d := admitBurst(t, e, "ip", "a")
 	// The burst is split with the share: max(1, 40·0.25) = 10, plus what
 	// refills (25/s) while the loop runs, which is well under one token.
@@ -68,28 +51,38 @@ func TestLeaseModeDecidesAtTheShare(t *testing.T) {
 
 func TestLeaseShareBurstIsAtLeastOneToken(t *testing.T) {
 	e := newLeaseEngine(t, 0.01, 4) // 40·0.01 = 0.4 tokens
-	waitFull(t, e, "ip", "a")
 	if n, d := admitBurst(t, e, "ip", "a"); n != 1 {
 		t.Fatalf("admitted %d at once (%+v), want max(1, burst·s) = 1", n, d)
 	}
 }
 
-func TestModeSwitchesEmptyTheBucketsDecisionsMoveTo(t *testing.T) {
+func TestJoiningSplitsTheBucketWithoutAddingBurst(t *testing.T) {
 	e := newLeaseEngine(t, 0.25, 4)
-	waitFull(t, e, "ip", "a")
+	e.SetClustered(false) // a single node
+	if n, _ := admitBurst(t, e, "ip", "spent"); n < 40 {
+		t.Fatalf("local burst %d, want 40", n)
+	}
+	// A second member joins: a bucket spent at the full limit stays spent
+	// at the share, and a full one holds the share's burst, not more.
+	e.SetClustered(true)
+	if d := decide(t, e, 1, "ip", "spent"); d.Allowed || d.Mode != check.ModeLease {
+		t.Fatalf("spent bucket after the switch to lease mode: %+v, want denied in lease mode", d)
+	}
+	if n, _ := admitBurst(t, e, "ip", "full"); n < 10 || n > 11 {
+		t.Fatalf("full bucket after the switch admitted %d at once, want the share's 10", n)
+	}
+}
+
+func TestBackToLocalModeEmptiesTheBuckets(t *testing.T) {
+	e := newLeaseEngine(t, 0.25, 4)
 	if n, _ := admitBurst(t, e, "ip", "a"); n < 10 {
 		t.Fatalf("lease burst %d", n)
 	}
 	// Back to one member: the node has just admitted at its share, so its
-	// local bucket starts empty rather than full.
+	// buckets do not jump to the whole burst.
 	e.SetClustered(false)
 	if d := decide(t, e, 1, "ip", "b"); d.Allowed || d.Mode != check.ModeLocal {
 		t.Fatalf("first local decision after lease mode: %+v, want denied in local mode", d)
-	}
-	// And to several members again: the share's bucket starts empty too.
-	e.SetClustered(true)
-	if d := decide(t, e, 1, "ip", "c"); d.Allowed || d.Mode != check.ModeLease {
-		t.Fatalf("first lease decision after local mode: %+v, want denied in lease mode", d)
 	}
 }
 

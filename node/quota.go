@@ -218,7 +218,7 @@ func (e *Engine) Usage(ctx context.Context, rule, key string) (admin.Usage, erro
 	case check.ModeFallback:
 		table, lim = e.fallback, e.shareLimit(rs, i)
 	case check.ModeLease:
-		table, lim = e.leases.buckets, e.shareLimit(rs, i)
+		lim = e.shareLimit(rs, i)
 	}
 	out := table.Peek(bucketKey, lim, e.now())
 	u.Remaining, u.ResetMs = out.Remaining, ceilMs(out.Reset)

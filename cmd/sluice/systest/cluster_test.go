@@ -27,11 +27,12 @@ func TestThreeNodeCluster(t *testing.T) {
 		took := waitFor(t, ruleSync, "rules written on a follower reach "+p.ID, hasRules(p, version, "v2"))
 		t.Logf("rules v%d visible on %s after %v", version, p.ID, took)
 	}
-	// The new rule decides on every node. Without Redis each node is in
-	// local mode and admits its own burst of 2.
+	// The new rule decides on every node. Without Redis the three nodes
+	// hold one limit (lease mode): each decides at its share s < 1 of the
+	// burst of 2, max(1, ⌊2·s⌋) = 1, so the cluster admits 3, not 6.
 	for _, p := range c.Nodes {
-		for i, want := range []int{http.StatusOK, http.StatusOK, http.StatusTooManyRequests} {
-			if status, d := checkUser(t, p, "alice"); status != want || (status == http.StatusTooManyRequests && d.Rule != "v2") {
+		for i, want := range []int{http.StatusOK, http.StatusTooManyRequests, http.StatusTooManyRequests} {
+			if status, d := checkUser(t, p, "alice"); status != want || d.Mode != "lease" || (status == http.StatusTooManyRequests && d.Rule != "v2") {
 				t.Fatalf("check %d on %s: %d %+v, want %d under rule v2", i+1, p.ID, status, d, want)
 			}
 		}
