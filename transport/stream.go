@@ -14,8 +14,9 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// StreamLayer is a raft.StreamLayer over TCP that runs the token
-// handshake (handshake.go) on every connection before raft sees it.
+// StreamLayer is a raft.StreamLayer over TCP that runs the token handshake
+// (handshake.go), or with node certificates mutual TLS, on every connection
+// before raft sees it.
 type StreamLayer struct {
 	listener  net.Listener
 	advertise net.Addr
@@ -40,8 +41,9 @@ func (a advertiseAddr) String() string  { return string(a) }
 
 // Listen binds bindAddr and returns a stream layer advertising advertise
 // (empty means the bound address, which must then be a specific IP). With
-// node certificates every connection is mutual TLS first, both sides
-// verified against the node CA, and the token handshake then runs inside it.
+// node certificates every connection is mutual TLS instead, both sides
+// verified against the node CA, and the token plays no part in raft (so it
+// can be rotated node by node).
 func Listen(bindAddr, advertise, token string, nodeTLS *CertSource, logger *slog.Logger) (*StreamLayer, error) {
 	ln, err := net.Listen("tcp", bindAddr)
 	if err != nil {
@@ -107,8 +109,7 @@ func (s *StreamLayer) verify(conn net.Conn) {
 			return
 		}
 		conn = tconn
-	}
-	if err := s.key.listenerHandshake(conn, deadline); err != nil {
+	} else if err := s.key.listenerHandshake(conn, deadline); err != nil {
 		s.logger.Warn("rejected raft connection without a valid token handshake", "remote", conn.RemoteAddr().String(), "err", err)
 		conn.Close()
 		return
@@ -143,18 +144,16 @@ func (s *StreamLayer) Close() error {
 // Addr returns the advertised address, which raft gives to its peers.
 func (s *StreamLayer) Addr() net.Addr { return s.advertise }
 
-// Dial connects to a peer and runs the handshake, all within timeout.
+// Dial connects to a peer and runs the token or TLS handshake, all within
+// timeout.
 func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	deadline := time.Now().Add(timeout)
-	var conn net.Conn
-	var err error
 	if s.tls != nil {
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		conn, err = s.tls.DialTLS(ctx, "tcp", string(address))
-		cancel()
-	} else {
-		conn, err = net.DialTimeout("tcp", string(address), timeout)
+		defer cancel()
+		return s.tls.DialTLS(ctx, "tcp", string(address))
 	}
+	conn, err := net.DialTimeout("tcp", string(address), timeout)
 	if err != nil {
 		return nil, err
 	}
