@@ -63,6 +63,7 @@ func WithLogger(l *slog.Logger) EngineOption { return func(e *Engine) { e.logger
 func WithGlobal(cfg GlobalConfig) EngineOption {
 	return func(e *Engine) {
 		e.global = newGlobalPath(cfg, e.now)
+		cfg.Metrics.setTimeout(cfg.RedisTimeout)
 		e.health = &redisHealth{
 			probe: cfg.Limiter.Ping, interval: probeInterval, timeout: cfg.RedisTimeout,
 			metrics: cfg.Metrics,

@@ -186,6 +186,22 @@ func (n *Node) voters() int {
 	return count
 }
 
+// unhealthyVoters counts, on the leader, the voters that fail heartbeats: a
+// cluster one such voter away from losing its majority. 0 on other nodes,
+// which do not see heartbeats.
+func (n *Node) unhealthyVoters() int {
+	if !n.IsLeader() {
+		return 0
+	}
+	count := 0
+	for _, s := range n.servers() {
+		if s.Suffrage == raft.Voter && string(s.ID) != n.cfg.ID && !n.health.healthy(string(s.ID)) {
+			count++
+		}
+	}
+	return count
+}
+
 // peerHealth is the leader's view of which followers answer heartbeats.
 type peerHealth struct {
 	mu      sync.Mutex

@@ -3,7 +3,8 @@ package node
 import "github.com/prometheus/client_golang/prometheus"
 
 // RegisterRaftMetrics exposes the node's raft role and cluster size (SPEC §9),
-// whether it knows a leader and the rules version it decides on, as gauges
+// whether it knows a leader, which voters the leader cannot reach and the
+// rules version it decides on, as gauges
 // read at scrape time, so raft's own goroutines never update them.
 func RegisterRaftMetrics(reg prometheus.Registerer, n *Node) {
 	reg.MustRegister(
@@ -33,5 +34,9 @@ func RegisterRaftMetrics(reg prometheus.Registerer, n *Node) {
 			Namespace: "sluice", Name: "raft_peers",
 			Help: "Servers in the raft configuration, this node included.",
 		}, func() float64 { return float64(n.Stats().Peers) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "sluice", Name: "raft_unhealthy_voters",
+			Help: "On the leader, voters other than itself that fail to answer heartbeats; 0 on other nodes.",
+		}, func() float64 { return float64(n.unhealthyVoters()) }),
 	)
 }

@@ -18,6 +18,8 @@ type RedisMetrics struct {
 	duration prometheus.Histogram
 	refills  prometheus.Counter
 	fallback prometheus.Gauge
+	// timeout is --redis-timeout, so alerts can compare latency with it.
+	timeout prometheus.Gauge
 }
 
 // NewRedisMetrics registers the Redis metrics with reg.
@@ -48,8 +50,12 @@ func NewRedisMetrics(reg prometheus.Registerer) *RedisMetrics {
 			Namespace: "sluice", Name: "fallback_active",
 			Help: "1 while Redis is unreachable and this node decides from its leased share.",
 		}),
+		timeout: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "sluice", Name: "redis_timeout_seconds",
+			Help: "The bound on every Redis call (--redis-timeout); a slower call counts as Redis down.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.calls, m.trips, m.duration, m.refills, m.fallback)
+	reg.MustRegister(m.requests, m.calls, m.trips, m.duration, m.refills, m.fallback, m.timeout)
 	return m
 }
 
@@ -89,5 +95,11 @@ func (m *RedisMetrics) setFallback(on bool) {
 		m.fallback.Set(1)
 	} else {
 		m.fallback.Set(0)
+	}
+}
+
+func (m *RedisMetrics) setTimeout(d time.Duration) {
+	if m != nil {
+		m.timeout.Set(d.Seconds())
 	}
 }
