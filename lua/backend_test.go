@@ -51,6 +51,7 @@ func runScriptTests(t *testing.T, rdb redis.UniversalClient) {
 			"Refill":              testRefill,
 			"PartialGrants":       testPartialGrants,
 			"RetryWaitsForGrants": testRetryWaitsForGrants,
+			"RetryAfterAGrant":    testRetryAfterAGrant,
 			"Settle":              testSettle,
 			"Renew":               testRenew,
 			"SettleCap":           testSettleCap,

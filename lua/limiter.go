@@ -38,7 +38,9 @@ type Grant struct {
 	ID        int64 // names the grant for Settle; 0 when nothing was granted
 	Granted   int64 // tokens handed out, between min and want, or 0
 	Remaining int64 // whole tokens left in the bucket after this grant
-	// RetryAfter is, when nothing was granted, how long until min tokens can be.
+	// RetryAfter is how long until min tokens can be granted: with nothing granted, the
+	// real wait (grants that must end first included); after a grant, until refill brings
+	// min more (were nothing else taken). It is what a denial reports (SPEC §4).
 	RetryAfter time.Duration
 	Reset      time.Duration // time until the bucket would be full
 	Never      bool          // min exceeds the burst: no wait will ever do

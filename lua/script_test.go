@@ -53,8 +53,12 @@ func testRefill(t *testing.T, e *env) {
 func testPartialGrants(t *testing.T, e *env) {
 	b := lua.Bucket{Rate: 1, Per: time.Hour, Burst: 10}
 	g1 := e.acquire("k", b, 7, 7, time.Minute)
-	if g1.Granted != 7 || g1.Remaining != 3 || g1.ID == 0 || g1.RetryAfter != 0 {
+	if g1.Granted != 7 || g1.Remaining != 3 || g1.ID == 0 {
 		t.Fatalf("grant 1 = %+v, want 7 granted, 3 remaining", g1)
+	}
+	// The next request of 7 needs 4 more tokens: 4 h at 1/h.
+	if g1.RetryAfter <= 4*time.Hour-time.Second || g1.RetryAfter > 4*time.Hour {
+		t.Errorf("grant 1 retry after %v, want about 4h until 7 more tokens", g1.RetryAfter)
 	}
 	g2 := e.acquire("k", b, 7, 1, time.Minute)
 	if g2.Granted != 3 || g2.Remaining != 0 || g2.ID != g1.ID+1 {
@@ -91,6 +95,19 @@ func testRetryWaitsForGrants(t *testing.T, e *env) {
 	g = e.acquire("k", b, 5, 5, time.Second)
 	if g.Granted == 0 && (g.RetryAfter <= 0 || g.RetryAfter > 5*time.Millisecond) {
 		t.Fatalf("after settling: %+v, want a wait of at most 5ms for 5 tokens at 1000/s", g)
+	}
+}
+
+// A grant that empties the bucket still says how long the next request of
+// its size must wait: that is what a node reports when it denies next.
+func testRetryAfterAGrant(t *testing.T, e *env) {
+	b := lua.Bucket{Rate: 1, Per: time.Minute, Burst: 1}
+	g := e.acquire("k", b, 1, 1, time.Second)
+	if g.Granted != 1 || g.RetryAfter < 59*time.Second || g.RetryAfter > time.Minute {
+		t.Fatalf("grant emptying a 1/min bucket: %+v, want 1 granted and retry after about 1m", g)
+	}
+	if g := e.acquire("k2", lua.Bucket{Rate: 10, Per: time.Second, Burst: 5}, 1, 1, time.Second); g.Granted != 1 || g.RetryAfter != 0 {
+		t.Fatalf("grant leaving tokens: %+v, want 1 granted and no wait", g)
 	}
 }
 

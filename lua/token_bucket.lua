@@ -15,6 +15,8 @@
 -- ARGV     op, rate, per_us, burst, then per op:
 --   acquire  want, min, ttl_us [, prev_id, prev_granted, prev_unused [, roomy_want, roomy_ttl_us]]
 --            -> {granted, id, remaining, retry_after_us (-1: never), reset_us, ttl_us}
+--            retry_after_us is how long until min tokens can be granted: with nothing granted,
+--            counting the grants that must end first; after a grant, until refill brings min more.
 --            The optional prev_* settle the caller's previous grant first (exactly as
 --            settle does; prev_id 0: nothing to settle), so renewing a slice costs one
 --            round trip, not two. roomy_*: when the bucket would still hold at least half
@@ -260,6 +262,7 @@ if op == 'acquire' then
   if ARGV[8] and ARGV[8] ~= '0' then
     prev_id, prev_granted, prev_unused = settle_args(8, 'prev_')
   end
+  local need = min -- the caller's cost: what its next request needs, whatever is granted now
   local roomy_want, roomy_ttl = 0, 0
   if ARGV[11] then
     roomy_want = int_arg(11, 'roomy_want', 1)
@@ -298,9 +301,14 @@ if op == 'acquire' then
     s.x = math.max(s.x, expiry)
   end
   save(s, gone, add, value)
-  local retry = 0
+  -- The bucket's real wait for the next request of this size, which a caller reports when it
+  -- denies. After a grant it is the refill time alone (a lower estimate: scanning the grants
+  -- that may have to end first would cost every grant a read of them all).
+  local retry
   if granted == 0 then
-    retry = retry_after_us(s, min)
+    retry = retry_after_us(s, need)
+  else
+    retry = math.ceil(until_us(s, need))
   end
   return {granted, id, remaining(s), retry, math.ceil(until_us(s, burst)), ttl}
 end

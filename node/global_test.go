@@ -299,3 +299,32 @@ func TestGlobalFallbackWhileRedisStopped(t *testing.T) {
 		t.Fatalf("after recovery: %+v, want allowed", d)
 	}
 }
+
+// A denial in global mode reports the bucket's real wait as Redis last
+// said it, never the node's own pause before it asks Redis again: for a
+// bucket of one per minute, about a minute, from the first denial on.
+func TestGlobalDenialReportsTheBucketsWait(t *testing.T) {
+	srv := redistest.StartServer(t)
+	rdb := dialRedis(t, time.Second, srv.Addr())
+	const perMinute = `{"rules": [{"name": "m", "key": ["k"], "limit": {"rate": 1, "per": "1m", "burst": 1}}]}`
+	ttl := 250 * time.Millisecond
+	e := newGlobalEngine(t, rdb, globalOpts{nodes: 1, sliceTTL: ttl, redisTimeout: time.Second, roomyTTL: -1}, perMinute)
+	if d := decide(t, e.Engine, 1, "k", "a"); !d.Allowed {
+		t.Fatalf("first decision: %+v, want allowed from the burst", d)
+	}
+	realWait := func(what string, d check.Decision) {
+		t.Helper()
+		mustGlobal(t, d)
+		if d.Allowed || d.RetryAfterMs < 55_000 || d.RetryAfterMs > 60_000 {
+			t.Fatalf("%s: %+v, want denied with retry_after_ms about 60000 (one token per minute)", what, d)
+		}
+	}
+	realWait("first denial, inside the node's pause", decide(t, e.Engine, 1, "k", "a"))
+	calls := e.calls.count()
+	waitFor(t, 5*time.Second, "the node asking Redis again after its pause", func() bool {
+		d := decide(t, e.Engine, 1, "k", "a")
+		realWait("denial", d)
+		return e.calls.count() > calls
+	})
+	realWait("denial after Redis answered again", decide(t, e.Engine, 1, "k", "a"))
+}
