@@ -124,6 +124,72 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 			t.Errorf("the document lists %s, but no test call produced it", key)
 		}
 	}
+	for path, item := range doc.Paths.Map() {
+		if path != "/v1/forward-auth" { // serves any method
+			checkWrongMethod(t, doc, open, path, item)
+		}
+	}
+	status, body := send(t, http.MethodGet, open.url+"/no/such/route")
+	if status != http.StatusNotFound {
+		t.Errorf("GET /no/such/route: %d, want 404", status)
+	}
+	validateShared(t, doc, "NoSuchRoute", "GET /no/such/route", body)
+}
+
+// checkWrongMethod asks path with a method it does not serve: 405, Allow
+// listing exactly the documented methods, the documented body.
+func checkWrongMethod(t *testing.T, doc *openapi3.T, n *liveNode, path string, item *openapi3.PathItem) {
+	t.Helper()
+	var allowed []string
+	for m := range item.Operations() {
+		allowed = append(allowed, m)
+	}
+	slices.Sort(allowed)
+	req, _ := http.NewRequest(http.MethodPatch, n.url+strings.ReplaceAll(path, "{id}", "n1"), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	what := "PATCH " + path
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("%s: %d, want 405", what, resp.StatusCode)
+		return
+	}
+	got := strings.Split(resp.Header.Get("Allow"), ", ")
+	slices.Sort(got)
+	if !slices.Equal(got, allowed) {
+		t.Errorf("%s: Allow %q, want the documented methods %v", what, resp.Header.Get("Allow"), allowed)
+	}
+	validateShared(t, doc, "MethodNotAllowed", what, body)
+}
+
+// validateShared checks body against the schema of the shared response name.
+func validateShared(t *testing.T, doc *openapi3.T, name, what string, body []byte) {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Errorf("%s: body %q: %v", what, body, err)
+		return
+	}
+	schema := doc.Components.Responses[name].Value.Content.Get("application/json").Schema.Value
+	if err := schema.VisitJSON(v, openapi3.EnableJSONSchema2020()); err != nil {
+		t.Errorf("%s: the answer breaks components/responses/%s: %v", what, name, err)
+	}
+}
+
+// send makes one bodiless request and returns the status and body.
+func send(t *testing.T, method, url string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
 }
 
 // loadServedDocument fetches /openapi.json from n, checks it is the
