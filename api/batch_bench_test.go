@@ -7,11 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sluicehq/sluice/api"
-	"github.com/sluicehq/sluice/fsm/rules"
-	"github.com/sluicehq/sluice/node"
 )
 
 // BenchmarkBatchHandler measures one 1000-check batch through the gin
@@ -66,16 +62,5 @@ func BenchmarkCheckHandler(b *testing.B) {
 // benchHandler is the HTTP handler of a local-mode node with metrics and
 // the rules in doc, as `sluice serve` builds it.
 func benchHandler(b *testing.B, doc string) http.Handler {
-	set, err := rules.Parse([]byte(doc))
-	if err != nil {
-		b.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	e := node.NewEngine(node.WithMetrics(node.NewEngineMetrics(reg)))
-	e.SetRules(1, set)
-	srv, err := api.NewServer(api.Config{Engine: e, Registry: reg})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return srv.Handler()
+	return api.NewLocalServer(b, doc).Handler()
 }
