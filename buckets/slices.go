@@ -120,7 +120,17 @@ type SliceEntry struct {
 func (e *SliceEntry) Current() *Slice { return e.cur.Load() }
 
 // Touch records use at now, keeping the entry from being forgotten.
-func (e *SliceEntry) Touch(now int64) { e.lastUsed.Store(now) }
+// It writes only when the last record is touchGranularity old, so a warm
+// key's decisions read the shared cache line instead of writing it.
+func (e *SliceEntry) Touch(now int64) {
+	if now-e.lastUsed.Load() >= touchGranularity {
+		e.lastUsed.Store(now)
+	}
+}
+
+// touchGranularity is how stale a key's last use may be recorded; idle
+// entries are forgotten only after seconds, so this changes nothing there.
+const touchGranularity = int64(100e6) // 100 ms
 
 // Generation counts refills; a waiter that sees it change while it waited for
 // the refill lock knows another caller already went to Redis for it.
@@ -133,6 +143,9 @@ func (e *SliceEntry) LockRefill(cost int64) {
 	e.refill.Lock()
 	e.queued.Add(-cost)
 }
+
+// TryLockRefill takes the key's refill lock if it is free.
+func (e *SliceEntry) TryLockRefill() bool { return e.refill.TryLock() }
 
 // UnlockRefill releases the refill lock.
 func (e *SliceEntry) UnlockRefill() { e.refill.Unlock() }
@@ -297,27 +310,50 @@ func (t *SliceTable) Entry(key []byte, rule, display string) *SliceEntry {
 	return e
 }
 
+// RenewAhead picks, during Expire, the slices worth renewing before they
+// end rather than letting them run out or expire: long-lived (roomy) slices
+// of keys still in use that end soon or have less than a quarter left, so a
+// warm key's renewal travels in the sweeper's batch instead of stalling a
+// request.
+type RenewAhead struct {
+	Before      int64 // deadline before this (and not yet passed), or...
+	ActiveSince int64 // key used since this
+	MinLife     int64 // slice granted for at least this long
+}
+
+func (r *RenewAhead) picks(e *SliceEntry, s *Slice, now int64) bool {
+	if r == nil || s == nil || now >= s.Deadline || s.Deadline-s.IssuedAt < r.MinLife || e.lastUsed.Load() < r.ActiveSince {
+		return false
+	}
+	left := s.Left()
+	return left > 0 && (s.Deadline < r.Before || left*4 < s.Granted)
+}
+
 // Expire closes every slice whose deadline has passed while it still held
 // tokens and hands each to settle, so unused tokens go back to Redis before
 // Redis writes them off; it forgets entries unused since idleBefore whose
 // slice is over. It returns how many entries it forgot. A spent slice is
 // left alone: Redis counts its grant as spent when it expires, which is the
-// truth, and the key's next refill settles it in its own call for free.
-func (t *SliceTable) Expire(now, idleBefore int64, settle func(e *SliceEntry, s *Slice, unused int64)) int {
+// truth, and the key's next refill settles it in its own call for free. The
+// entries whose slices ahead picks (nil: none) are returned, to be renewed.
+func (t *SliceTable) Expire(now, idleBefore int64, ahead *RenewAhead, settle func(e *SliceEntry, s *Slice, unused int64)) (forgotten int, renew []*SliceEntry) {
 	var pending []expired
-	forgotten := t.m.Sweep(func(_ string, e *SliceEntry) bool {
+	forgotten = t.m.Sweep(func(_ string, e *SliceEntry) bool {
 		s := e.cur.Load()
 		if s != nil && now >= s.Deadline && s.Left() > 0 {
 			if unused, ok := s.Close(); ok {
 				pending = append(pending, expired{e, s, unused})
 			}
 		}
+		if ahead.picks(e, s, now) {
+			renew = append(renew, e)
+		}
 		return e.lastUsed.Load() < idleBefore && (s == nil || now >= s.Deadline)
 	})
 	for _, p := range pending {
 		settle(p.entry, p.slice, p.unused)
 	}
-	return forgotten
+	return forgotten, renew
 }
 
 type expired struct {
@@ -332,5 +368,5 @@ func (t *SliceTable) Len() int { return t.m.Len() }
 // Close closes every open slice holding tokens and hands each to settle: on
 // shutdown, unused tokens go back to Redis.
 func (t *SliceTable) Close(settle func(e *SliceEntry, s *Slice, unused int64)) {
-	t.Expire(math.MaxInt64, math.MinInt64, settle)
+	t.Expire(math.MaxInt64, math.MinInt64, nil, settle)
 }

@@ -107,7 +107,7 @@ func TestExpireSettlesOnlySlicesWithTokensLeft(t *testing.T) {
 	live.Install(NewSlice(3, 5, 0, 1000, 0, 0), 0)
 
 	settled := map[string]int64{}
-	tab.Expire(20, 0, func(e *SliceEntry, s *Slice, unused int64) { settled[e.Key] = unused })
+	tab.Expire(20, 0, nil, func(e *SliceEntry, s *Slice, unused int64) { settled[e.Key] = unused })
 	if len(settled) != 1 || settled["left"] != 4 {
 		t.Fatalf("settled %v, want only left with 4 unused", settled)
 	}

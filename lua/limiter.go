@@ -96,17 +96,36 @@ func (l *Limiter) Renew(ctx context.Context, rule, key string, b Bucket, prev Se
 
 // RenewRoomy is Renew that grants roomy instead while the bucket is far from empty.
 func (l *Limiter) RenewRoomy(ctx context.Context, rule, key string, b Bucket, prev Settlement, want, min int64, ttl time.Duration, roomy Roomy) (Grant, error) {
-	args := []int64{want, min, ttl.Microseconds()}
-	if prev.ID != 0 || roomy.Want > want {
-		args = append(args, prev.ID, prev.Granted, prev.Unused)
-	}
-	if roomy.Want > want {
-		args = append(args, roomy.Want, roomy.TTL.Microseconds())
-	}
-	v, err := l.run(ctx, rule, key, 6, "acquire", b, args...)
+	c := RenewCall{Rule: rule, Key: key, Bucket: b, Prev: prev, Want: want, Min: min, TTL: ttl, Roomy: roomy}
+	v, err := l.run(ctx, rule, key, 6, "acquire", b, c.args()...)
 	if err != nil {
 		return Grant{}, err
 	}
+	return grantFrom(v), nil
+}
+
+// RenewCall is one renewal for RenewAll, with RenewRoomy's arguments.
+type RenewCall struct {
+	Rule, Key string
+	Bucket    Bucket
+	Prev      Settlement
+	Want, Min int64
+	TTL       time.Duration
+	Roomy     Roomy
+}
+
+func (c *RenewCall) args() []int64 {
+	args := []int64{c.Want, c.Min, c.TTL.Microseconds()}
+	if c.Prev.ID != 0 || c.Roomy.Want > c.Want {
+		args = append(args, c.Prev.ID, c.Prev.Granted, c.Prev.Unused)
+	}
+	if c.Roomy.Want > c.Want {
+		args = append(args, c.Roomy.Want, c.Roomy.TTL.Microseconds())
+	}
+	return args
+}
+
+func grantFrom(v []int64) Grant {
 	g := Grant{Granted: v[0], ID: v[1], Remaining: v[2], Reset: time.Duration(v[4]) * time.Microsecond,
 		TTL: time.Duration(v[5]) * time.Microsecond}
 	if v[3] < 0 {
@@ -114,7 +133,17 @@ func (l *Limiter) RenewRoomy(ctx context.Context, rule, key string, b Bucket, pr
 	} else {
 		g.RetryAfter = time.Duration(v[3]) * time.Microsecond
 	}
-	return g, nil
+	return g
+}
+
+// RenewAll runs many renewals in one round trip, as SettleAll does. grants[i] answers
+// calls[i] when errs[i] is nil.
+func (l *Limiter) RenewAll(ctx context.Context, calls []RenewCall) (grants []Grant, errs []error) {
+	grants = make([]Grant, len(calls))
+	errs = l.pipelined(ctx, len(calls), 6, func(i int) (string, string, Bucket, []int64) {
+		return calls[i].Rule, calls[i].Key, calls[i].Bucket, calls[i].args()
+	}, "acquire", func(i int, v []int64) { grants[i] = grantFrom(v) })
+	return grants, errs
 }
 
 // Settle ends a grant, handing back its unused tokens. It reports whether the grant was
@@ -190,37 +219,63 @@ type SettleCall struct {
 // SettleAll settles many grants in one round trip: a pipeline, which a cluster client
 // splits by node and sends to the nodes at once. It returns how many grants were still
 // outstanding and the first error; a grant whose settle failed expires in Redis and
-// counts as spent. A call that finds the script not loaded (NOSCRIPT, e.g. after a
-// restart) is sent again on its own, which loads it.
+// counts as spent.
 func (l *Limiter) SettleAll(ctx context.Context, calls []SettleCall) (found int, err error) {
+	errs := l.pipelined(ctx, len(calls), 1, func(i int) (string, string, Bucket, []int64) {
+		c := &calls[i]
+		return c.Rule, c.Key, c.Bucket, []int64{c.ID, c.Granted, c.Unused}
+	}, "settle", func(_ int, v []int64) {
+		if v[0] == 1 {
+			found++
+		}
+	})
+	for _, e := range errs {
+		if e != nil {
+			return found, e
+		}
+	}
+	return found, nil
+}
+
+// pipelined sends n calls of op (call i from call(i)) in one pipeline and hands each
+// answer of want values to answer; it returns each call's error. A call that finds the
+// script not loaded (NOSCRIPT, e.g. after a restart) is sent again on its own, which
+// loads it.
+func (l *Limiter) pipelined(ctx context.Context, n, want int, call func(i int) (rule, key string, b Bucket, opArgs []int64), op string, answer func(i int, v []int64)) []error {
+	errs := make([]error, n)
 	rdb, err := l.client()
 	if err != nil {
-		return 0, err
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
 	}
 	pipe := rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(calls))
-	for i, c := range calls {
-		cmds[i] = tokenBucket.EvalSha(ctx, pipe, scriptKeys(RedisKey(c.Rule, c.Key)), scriptArgs("settle", c.Bucket, c.ID, c.Granted, c.Unused)...)
+	cmds := make([]*redis.Cmd, n)
+	for i := range n {
+		rule, key, b, opArgs := call(i)
+		cmds[i] = tokenBucket.EvalSha(ctx, pipe, scriptKeys(RedisKey(rule, key)), scriptArgs(op, b, opArgs...)...)
 	}
 	_, _ = pipe.Exec(ctx) // each command's own error is read below
 	for i, cmd := range cmds {
-		res, cerr := cmd.Result()
-		if cerr != nil && redis.HasErrorPrefix(cerr, "NOSCRIPT") {
-			c := calls[i]
-			res, cerr = tokenBucket.Run(ctx, rdb, scriptKeys(RedisKey(c.Rule, c.Key)), scriptArgs("settle", c.Bucket, c.ID, c.Granted, c.Unused)...).Result()
+		res, err := cmd.Result()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			rule, key, b, opArgs := call(i)
+			res, err = tokenBucket.Run(ctx, rdb, scriptKeys(RedisKey(rule, key)), scriptArgs(op, b, opArgs...)...).Result()
 		}
-		if cerr == nil {
-			var v []int64
-			if v, cerr = int64s(res, 1); cerr == nil && v[0] == 1 {
-				found++
-			}
+		var v []int64
+		if err == nil {
+			v, err = int64s(res, want)
 		}
-		if cerr != nil && err == nil {
-			l.rereadSlotsAfter(rdb, cerr)
-			err = fmt.Errorf("token bucket settle %s: %w", RedisKey(calls[i].Rule, calls[i].Key), cerr)
+		if err != nil {
+			l.rereadSlotsAfter(rdb, err)
+			rule, key, _, _ := call(i)
+			errs[i] = fmt.Errorf("token bucket %s %s: %w", op, RedisKey(rule, key), err)
+			continue
 		}
+		answer(i, v)
 	}
-	return found, err
+	return errs
 }
 
 // rereadSlotsAfter makes a cluster client re-read the slot map after a failure that was

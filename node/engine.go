@@ -440,7 +440,7 @@ func (e *Engine) Run(ctx context.Context) {
 			if e.health.isDown() {
 				continue
 			}
-			err := e.global.expire(e.ctx, idleSliceEntry)
+			err := e.global.expire(e.ctx, idleSliceEntry, e.limitOf)
 			if qerr := e.quotas.global.expire(e.ctx); err == nil {
 				err = qerr
 			}
@@ -449,6 +449,19 @@ func (e *Engine) Run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// limitOf is the current limit of the rule named rule, nil if there is none.
+func (e *Engine) limitOf(rule string) *rules.Limit {
+	rs := e.rules.Load()
+	if rs == nil {
+		return nil
+	}
+	i, ok := rs.compiled.Index(rule)
+	if !ok {
+		return nil
+	}
+	return rs.compiled.Rule(i).Rule.Limit
 }
 
 // idleSliceEntry is how long a key's global state outlives its last use.

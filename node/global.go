@@ -154,9 +154,17 @@ func fromSlice(e *buckets.SliceEntry, cost, now int64, clock func() int64) (buck
 	return buckets.Outcome{Allowed: true, Remaining: left + s.GlobalRemaining, Reset: max(0, s.Reset-(now-s.IssuedAt))}, true
 }
 
-// refill settles the current slice and asks Redis for the next one in the
-// same call (refill lock held).
-func (g *globalPath) refill(ctx context.Context, e *buckets.SliceEntry, lim *rules.Limit, cost int64) (buckets.Outcome, error) {
+// renewal is a refill's call to Redis, prepared with the key's refill lock
+// held: the current slice retired (its unused tokens settled by the call)
+// and the next one sized.
+type renewal struct {
+	e      *buckets.SliceEntry
+	lim    *rules.Limit
+	sendAt int64
+	call   lua.RenewCall
+}
+
+func (g *globalPath) prepare(e *buckets.SliceEntry, lim *rules.Limit, cost int64) renewal {
 	sendAt := g.now()
 	id, granted, unused := e.Retire(sendAt)
 	e.SetParams(buckets.BucketParams{Rate: lim.Rate, Per: int64(lim.Per), Burst: lim.Burst})
@@ -165,18 +173,37 @@ func (g *globalPath) refill(ctx context.Context, e *buckets.SliceEntry, lim *rul
 		Cost: cost, Burst: lim.Burst, Rate: float64(lim.Rate) / time.Duration(lim.Per).Seconds(),
 		TTL: int64(ttl), Nodes: g.cfg.Nodes(), Now: sendAt,
 	})
+	return renewal{e: e, lim: lim, sendAt: sendAt, call: lua.RenewCall{
+		Rule: e.Rule, Key: e.Key, Bucket: g.bucket(e.Rule, e.Params()),
+		Prev: lua.Settlement{ID: id, Granted: granted, Unused: unused},
+		Want: want, Min: cost, TTL: ttl + grantMargin(ttl), Roomy: g.roomy(e, lim, want),
+	}}
+}
+
+// refill settles the current slice and asks Redis for the next one in the
+// same call (refill lock held).
+func (g *globalPath) refill(ctx context.Context, e *buckets.SliceEntry, lim *rules.Limit, cost int64) (buckets.Outcome, error) {
+	r := g.prepare(e, lim, cost)
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.RedisTimeout)
 	defer cancel()
 	start := time.Now()
-	grant, err := g.cfg.Limiter.RenewRoomy(ctx, e.Rule, e.Key, g.bucket(e.Rule, e.Params()),
-		lua.Settlement{ID: id, Granted: granted, Unused: unused}, want, cost, ttl+grantMargin(ttl), g.roomy(e, lim, want))
+	c := &r.call
+	grant, err := g.cfg.Limiter.RenewRoomy(ctx, c.Rule, c.Key, c.Bucket, c.Prev, c.Want, c.Min, c.TTL, c.Roomy)
 	g.cfg.Metrics.observe("acquire", err, time.Since(start))
 	if err != nil {
 		return buckets.Outcome{}, err
 	}
+	return g.finish(r, grant, cost), nil
+}
+
+// finish installs what Redis granted for r (refill lock held) and decides
+// the request of cost tokens that asked for it (0: a renewal ahead of time,
+// with no request to decide).
+func (g *globalPath) finish(r renewal, grant lua.Grant, cost int64) buckets.Outcome {
+	e, lim, sendAt, ttl := r.e, r.lim, r.sendAt, g.cfg.SliceTTL
 	now := g.now()
 	if grant.Never {
-		return buckets.Outcome{TooCostly: true, Remaining: grant.Remaining, Reset: int64(grant.Reset)}, nil
+		return buckets.Outcome{TooCostly: true, Remaining: grant.Remaining, Reset: int64(grant.Reset)}
 	}
 	var out buckets.Outcome
 	if grant.Granted > 0 {
@@ -190,7 +217,7 @@ func (g *globalPath) refill(ctx context.Context, e *buckets.SliceEntry, lim *rul
 		left, ok := s.Take(cost, g.now)
 		e.Install(s, now)
 		if !ok {
-			return buckets.Outcome{Remaining: s.Left() + grant.Remaining, Reset: int64(grant.Reset), RetryAfter: lateSliceRetry}, nil
+			return buckets.Outcome{Remaining: s.Left() + grant.Remaining, Reset: int64(grant.Reset), RetryAfter: lateSliceRetry}
 		}
 		out = buckets.Outcome{Allowed: true, Remaining: left + grant.Remaining, Reset: int64(grant.Reset)}
 	}
@@ -212,7 +239,7 @@ func (g *globalPath) refill(ctx context.Context, e *buckets.SliceEntry, lim *rul
 	if grant.Granted == 0 {
 		out = buckets.Outcome{Remaining: grant.Remaining, Reset: int64(grant.Reset), RetryAfter: int64(grant.RetryAfter)}
 	}
-	return out, nil
+	return out
 }
 
 // roomy is the larger, longer-lived slice to ask for in place of want while
@@ -292,13 +319,71 @@ func (g *globalPath) give(key []byte, r *rules.CompiledRule, display string, cos
 }
 
 // expire hands the unused tokens of slices past their deadline back to Redis
-// and forgets idle keys. It returns the first Redis error: grants whose
-// settle failed expire in Redis and count as spent, which is safe.
-func (g *globalPath) expire(ctx context.Context, idleFor time.Duration) error {
+// and forgets idle keys; roomy slices of keys still in use that end within
+// two slice TTLs are renewed ahead, in pipelines (limit reads a rule's
+// current limit; nil for a rule that is gone). It returns the first Redis
+// error: grants whose settle failed expire in Redis and count as spent,
+// which is safe.
+func (g *globalPath) expire(ctx context.Context, idleFor time.Duration, limit func(rule string) *rules.Limit) error {
 	now := g.now()
 	s := g.newSettler(ctx)
-	g.slices.Expire(now, now-int64(idleFor), s.settle)
-	return s.wait()
+	var ahead *buckets.RenewAhead
+	if g.cfg.RoomyTTL > g.cfg.SliceTTL {
+		ahead = &buckets.RenewAhead{Before: now + 2*int64(g.cfg.SliceTTL), ActiveSince: now - int64(renewAheadActive),
+			MinLife: int64(g.cfg.SliceTTL) + 1}
+	}
+	_, renew := g.slices.Expire(now, now-int64(idleFor), ahead, s.settle)
+	err := s.wait()
+	if rerr := g.renewAll(ctx, renew, limit); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// renewAheadActive: a roomy slice is renewed ahead of its end only for a
+// key used this recently; others end, hand back what is left, and cost
+// nothing more until their next request.
+const renewAheadActive = time.Second
+
+// renewAll renews entries' slices, settleBatch per pipeline. An entry whose
+// refill lock is taken (a request is refilling it) or whose rule is gone is
+// skipped. A renewal that fails leaves the key without a slice, as a failed
+// refill does.
+func (g *globalPath) renewAll(ctx context.Context, entries []*buckets.SliceEntry, limit func(rule string) *rules.Limit) error {
+	var first error
+	for chunk := range slices.Chunk(entries, settleBatch) {
+		rs := make([]renewal, 0, len(chunk))
+		calls := make([]lua.RenewCall, 0, len(chunk))
+		for _, e := range chunk {
+			lim := limit(e.Rule)
+			if lim == nil || !e.TryLockRefill() {
+				continue
+			}
+			r := g.prepare(e, lim, 1)
+			rs, calls = append(rs, r), append(calls, r.call)
+		}
+		if len(calls) == 0 {
+			continue
+		}
+		callCtx, cancel := context.WithTimeout(ctx, g.cfg.RedisTimeout)
+		start := time.Now()
+		grants, errs := g.cfg.Limiter.RenewAll(callCtx, calls)
+		cancel()
+		var err error
+		for i, r := range rs {
+			if errs[i] == nil {
+				g.finish(r, grants[i], 0)
+			} else if err == nil {
+				err = errs[i]
+			}
+			r.e.UnlockRefill()
+		}
+		g.cfg.Metrics.observeTrip("acquire", len(calls), err, time.Since(start))
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // closeAll settles every open slice: on shutdown unused tokens go back.

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,27 +11,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice/api/check"
+	"github.com/sluicehq/sluice/lua"
 	"github.com/sluicehq/sluice/lua/redistest"
 )
 
 // scriptCallsInRedis reads how many times Redis itself ran the token bucket
 // script (INFO commandstats), independently of what the engines count.
 func scriptCallsInRedis(t testing.TB, rdb redis.UniversalClient) int64 {
-	t.Helper()
-	info, err := rdb.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n int64
-	for line := range strings.Lines(info) {
-		for _, cmd := range []string{"cmdstat_evalsha:calls=", "cmdstat_eval:calls="} {
-			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), cmd); ok {
-				v, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
-				n += v
-			}
-		}
-	}
-	return n
+	return int64(redisStats(t, rdb).scriptCalls)
 }
 
 // TestGlobalHotKeyRedisCallsPerDecision measures how many Redis calls a hot
@@ -155,7 +141,7 @@ func TestGlobalSweepSettlesInFewRoundTrips(t *testing.T) {
 	srv := redistest.StartServer(t)
 	const doc = `{"rules": [{"name": "sweep", "key": ["k"], "limit": {"rate": 1000, "per": "1s"}}]}`
 	e := newGlobalEngine(t, dialRedis(t, time.Second, srv.Addr()),
-		globalOpts{nodes: 1, sliceTTL: 300 * time.Millisecond, redisTimeout: time.Second, roomyTTL: -1}, doc)
+		globalOpts{nodes: 1, sliceTTL: 2 * time.Second, redisTimeout: time.Second, roomyTTL: -1}, doc)
 	const keys = 600
 	for i := range keys {
 		// The first slice of a new key is its one token; the second, sized by
@@ -187,6 +173,76 @@ func TestGlobalSweepSettlesInFewRoundTrips(t *testing.T) {
 	})
 	if v, most := metricValue(t, e.metrics.trips), float64(e.calls.acquires.Load()+e.calls.settleTrips.Load()); v > most {
 		t.Errorf("sluice_redis_round_trips_total = %v, want at most %v acquires + settle trips", v, most)
+	}
+}
+
+// TestGlobalRenewsWarmKeysAhead: roomy slices of keys in use are renewed
+// before they end, many per pipeline from the sweeper, so requests on warm
+// keys do not wait for Redis at a slice's end. Roomy lifetime 2 s here, so
+// the 5 s measured span 2.5 of them.
+func TestGlobalRenewsWarmKeysAhead(t *testing.T) {
+	srv := redistest.StartServer(t)
+	const doc = `{"rules": [{"name": "ahead", "key": ["k"], "limit": {"rate": 10000, "per": "1s"}}]}`
+	e := newGlobalEngine(t, dialRedis(t, time.Second, srv.Addr()),
+		globalOpts{nodes: 1, sliceTTL: 250 * time.Millisecond, redisTimeout: time.Second, roomyTTL: 2 * time.Second}, doc)
+	const keys, perMs = 100, 4 // each key 40 times a second
+	reqs := make([]check.Request, keys)
+	for i := range reqs {
+		reqs[i] = check.Request{Attributes: attrs("k", "key-"+strconv.Itoa(i)), Cost: 1}
+	}
+	var d check.Decision
+	next := 0
+	drive := func(run time.Duration) {
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for stop := time.Now().Add(run); time.Now().Before(stop); <-tick.C {
+			for range perMs {
+				if err := e.DecideInto(context.Background(), &reqs[next%keys], &d); err != nil || !d.Allowed || d.Mode != check.ModeGlobal {
+					t.Fatalf("warm key decision %+v, %v; want allowed in global mode", d, err)
+				}
+				next++
+			}
+		}
+	}
+	drive(time.Second) // demand known, slices roomy
+	lone, ahead, trips := e.calls.acquires.Load(), e.calls.aheadAcquires.Load(), e.calls.aheadTrips.Load()
+	drive(5 * time.Second)
+	lone, ahead, trips = e.calls.acquires.Load()-lone, e.calls.aheadAcquires.Load()-ahead, e.calls.aheadTrips.Load()-trips
+	t.Logf("%d keys over 5 s: %d renewals ahead in %d pipelines, %d refills by requests", keys, ahead, trips, lone)
+	if ahead < keys {
+		t.Errorf("%d renewals ahead, want every key's roomy slice renewed at least once (%d)", ahead, keys)
+	}
+	if trips > ahead/10 {
+		t.Errorf("%d renewals ahead took %d round trips, want at least 10 per pipeline", ahead, trips)
+	}
+	if lone > keys/10 {
+		t.Errorf("%d refills waited on by requests, want at most %d: warm keys should be renewed ahead", lone, keys/10)
+	}
+}
+
+// TestGlobalSlowKeyDoesNotBlockOthers: while one key's refill hangs in
+// Redis, other keys' decisions, their own refills included, go on.
+func TestGlobalSlowKeyDoesNotBlockOthers(t *testing.T) {
+	srv := redistest.StartServer(t)
+	e := newGlobalEngine(t, dialRedis(t, 30*time.Second, srv.Addr()), globalOpts{nodes: 1, sliceTTL: 250 * time.Millisecond, redisTimeout: 20 * time.Second}, oneKeyRule)
+	slow := &slowKey{bucket: lua.RedisKey("g", "slow"), release: make(chan struct{})}
+	e.calls.slow.Store(slow)
+	done := make(chan check.Decision)
+	go func() { done <- decide(t, e.Engine, 1, "k", "slow") }()
+	waitFor(t, 10*time.Second, "the slow key's refill to be held", func() bool { return e.calls.acquires.Load() >= 1 })
+	for i := range 50 {
+		if d := decide(t, e.Engine, 1, "k", "other-"+strconv.Itoa(i)); !d.Allowed {
+			t.Fatalf("key other-%d while the slow key's refill hangs: %+v, want allowed", i, d)
+		}
+	}
+	select {
+	case d := <-done:
+		t.Fatalf("the slow key was decided (%+v) before its refill was released", d)
+	default:
+	}
+	close(slow.release)
+	if d := <-done; !d.Allowed {
+		t.Fatalf("slow key after release: %+v, want allowed", d)
 	}
 }
 

@@ -21,8 +21,13 @@ import (
 type scriptCalls struct {
 	n        atomic.Int64
 	acquires atomic.Int64
-	// settles counts settle calls, settleTrips the round trips carrying them.
-	settles, settleTrips atomic.Int64
+	// settles counts settle calls, settleTrips the round trips carrying them;
+	// aheadAcquires counts acquires sent in pipelines (renewals ahead),
+	// aheadTrips those pipelines.
+	settles, settleTrips      atomic.Int64
+	aheadAcquires, aheadTrips atomic.Int64
+	// slow, if set, holds a lone acquire of its bucket until release closes.
+	slow atomic.Pointer[slowKey]
 	// before, if set, runs before an acquire goes out; after, once its
 	// answer is in. Settles (e.g. the sweeper's) are counted but not held.
 	before, after atomic.Pointer[func()]
@@ -57,6 +62,9 @@ func (c *scriptCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if f := c.before.Load(); f != nil {
 			(*f)()
 		}
+		if k := c.slow.Load(); k != nil && cmd.Args()[3] == k.bucket {
+			<-k.release
+		}
 		err := next(ctx, cmd)
 		if f := c.after.Load(); f != nil {
 			(*f)()
@@ -67,12 +75,15 @@ func (c *scriptCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (c *scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		var settles int64
+		var settles, acquires int64
 		for _, cmd := range cmds {
 			if name := cmd.Name(); name == "evalsha" || name == "eval" {
 				c.n.Add(1)
-				if scriptOp(cmd) == "settle" {
+				switch scriptOp(cmd) {
+				case "settle":
 					settles++
+				case "acquire":
+					acquires++
 				}
 			}
 		}
@@ -80,11 +91,21 @@ func (c *scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 			c.settles.Add(settles)
 			c.settleTrips.Add(1)
 		}
+		if acquires > 0 {
+			c.aheadAcquires.Add(acquires)
+			c.aheadTrips.Add(1)
+		}
 		return next(ctx, cmds)
 	}
 }
 
 func (c *scriptCalls) count() int64 { return c.n.Load() }
+
+// slowKey names a bucket (lua.RedisKey) whose acquires wait for release.
+type slowKey struct {
+	bucket  string
+	release chan struct{}
+}
 
 // dialRedis connects to a standalone server (one address) or a cluster
 // (several) as `sluice serve --redis` does, with the script already loaded

@@ -157,6 +157,10 @@ func TestGlobalExpiredSliceUnusedTokensGoBack(t *testing.T) {
 	waitFor(t, 10*time.Second, "the slice's 98 unused tokens back in Redis", func() bool {
 		return peek(t, rdb, "d", "a", drainedBucket) == 98
 	})
+	// The metric counts the settle once its answer is in, just after Redis applied it.
+	waitFor(t, 10*time.Second, "sluice_redis_requests_total{op=settle,result=ok} to count the settle", func() bool {
+		return metricValue(t, e.metrics.requests.WithLabelValues("settle", "ok")) >= 1
+	})
 	if v := metricValue(t, e.metrics.requests.WithLabelValues("settle", "ok")); v != 1 {
 		t.Fatalf("sluice_redis_requests_total{op=settle,result=ok} = %v, want 1", v)
 	}
