@@ -100,6 +100,9 @@ func appendAttr(dst check.Attrs, header, name, value string) (check.Attrs, error
 	if msg := check.ValueProblem(value); msg != "" {
 		return dst, &check.FieldError{Field: header, Msg: msg}
 	}
+	if msg := check.NameProblem(name); msg != "" {
+		return dst, &check.FieldError{Field: sluiceHeaderPrefix + "*", Msg: msg}
+	}
 	return append(dst, check.Attr{Name: name, Value: value}), nil
 }
 

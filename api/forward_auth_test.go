@@ -279,6 +279,7 @@ func TestForwardAuthBounds(t *testing.T) {
 		{"long route", []string{"X-Original-URI", "/" + long}, "X-Original-URI", "longer than 4096"},
 		{"invalid UTF-8", []string{"X-Sluice-Tenant", "ac\xffme"}, "X-Sluice-Tenant", "valid UTF-8"},
 		{"too many attributes", many, "", "more than 64 attributes"},
+		{"long header name", []string{"X-Sluice-" + strings.Repeat("n", check.MaxNameBytes+1), "v"}, "X-Sluice-*", "attribute name of 257 bytes"},
 	}
 	for _, tc := range cases {
 		w := forwardAuth(h, "127.0.0.1:4000", "", tc.headers...)

@@ -16,6 +16,9 @@ const (
 	MaxAttributes = 64
 	// MaxValueBytes is the longest attribute value, in bytes.
 	MaxValueBytes = 4 << 10
+	// MaxNameBytes is the longest attribute name: names are matched
+	// against rules, never stored, but are echoed in error fields.
+	MaxNameBytes = 256
 	// MaxKeyBytes bounds a bucket key: the values of one rule's key
 	// attributes together. Two values of MaxValueBytes always fit; the key
 	// as stored (rule name, separators, escapes) stays under 17 KiB, well
@@ -35,6 +38,15 @@ func ValueProblem(v string) string {
 	return ""
 }
 
+// NameProblem describes what is wrong with an attribute name, or returns
+// "" when nothing is. The message does not quote the name.
+func NameProblem(name string) string {
+	if len(name) > MaxNameBytes {
+		return "attribute name of " + strconv.Itoa(len(name)) + " bytes is longer than " + strconv.Itoa(MaxNameBytes)
+	}
+	return ""
+}
+
 // TooManyAttributes is the complaint about a check with more than
 // MaxAttributes attributes.
 const TooManyAttributes = "more than 64 attributes"
@@ -46,6 +58,9 @@ func (a Attrs) Validate() error {
 		return &FieldError{Field: "attributes", Msg: TooManyAttributes}
 	}
 	for i := range a {
+		if msg := NameProblem(a[i].Name); msg != "" {
+			return &FieldError{Field: "attributes", Msg: msg}
+		}
 		if msg := ValueProblem(a[i].Value); msg != "" {
 			return &FieldError{Field: "attributes." + a[i].Name, Msg: msg}
 		}

@@ -16,8 +16,8 @@ import (
 //     ≥ 1 written without fraction or exponent;
 //   - strings must be valid UTF-8; an unpaired \uD800-style surrogate escape
 //     becomes U+FFFD, as in encoding/json;
-//   - at most MaxAttributes attributes, each value at most MaxValueBytes
-//     (after unescaping).
+//   - at most MaxAttributes attributes, names of at most MaxNameBytes and
+//     values of at most MaxValueBytes (after unescaping).
 //
 // A Decoder keeps its scratch memory between calls, which is what makes
 // decoding allocation-free once warm. It is not safe for concurrent use;
@@ -237,6 +237,9 @@ func (d *Decoder) readAttrs(path string) (Attrs, error) {
 		}
 		if len(d.attrs)-start == MaxAttributes {
 			return d.fieldErr(path, TooManyAttributes)
+		}
+		if msg := NameProblem(bytesString(key)); msg != "" {
+			return d.fieldErr(path, msg)
 		}
 		name := bytesString(key)
 		if d.isDuplicate(start, name) {

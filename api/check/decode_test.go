@@ -193,6 +193,11 @@ func TestDecodeRequestBounds(t *testing.T) {
 	checkFieldError(t, "65 attributes", err, "attributes", "more than 64 attributes")
 	err = d.DecodeRequest(attrsBody(3, MaxValueBytes+1), &req)
 	checkFieldError(t, "a 4097-byte value", err, "attributes.a0", "value of 4097 bytes is longer than 4096")
+	long := `{"attributes": {"` + strings.Repeat("n", MaxNameBytes+1) + `": "v"}}`
+	checkFieldError(t, "a 257-byte name", d.DecodeRequest([]byte(long), &req), "attributes", "attribute name of 257 bytes is longer than 256")
+	if err := d.DecodeRequest([]byte(`{"attributes": {"`+strings.Repeat("n", MaxNameBytes)+`": "v"}}`), &req); err != nil {
+		t.Fatalf("a 256-byte name is refused: %v", err)
+	}
 	// Escapes count as what they stand for.
 	escaped := `{"attributes": {"k": "` + strings.Repeat(`\u0041`, MaxValueBytes+1) + `"}}`
 	checkFieldError(t, "escaped", d.DecodeRequest([]byte(escaped), &req), "attributes.k", "longer than 4096")
@@ -219,6 +224,7 @@ func TestAttrsValidate(t *testing.T) {
 		{many, "attributes", "more than 64"},
 		{Attrs{{"ip", "a"}, {"k", strings.Repeat("x", MaxValueBytes+1)}}, "attributes.k", "longer than 4096"},
 		{Attrs{{"k", "a\xffb"}}, "attributes.k", "valid UTF-8"},
+		{Attrs{{strings.Repeat("n", MaxNameBytes+1), "v"}}, "attributes", "attribute name of 257 bytes"},
 	}
 	for _, tc := range cases {
 		err := tc.attrs.Validate()

@@ -43,6 +43,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add(attrsBody(1, MaxValueBytes))
 	f.Add(attrsBody(1, MaxValueBytes+1))
 	f.Add([]byte(`{"attributes": {"k": "` + strings.Repeat(`\n`, MaxValueBytes) + `"}}`))
+	f.Add([]byte(`{"attributes": {"` + strings.Repeat("n", MaxNameBytes+1) + `": "v"}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var d Decoder
 		var req Request

@@ -247,11 +247,13 @@ func TestMalformedRequestsAreInvalidArgument(t *testing.T) {
 		"long value":       {Domain: "edge", Descriptors: []*ratelimitv3.RateLimitDescriptor{descriptor("user", "hank"), descriptor("user", strings.Repeat("x", check.MaxValueBytes+1))}},
 		"long domain":      {Domain: strings.Repeat("d", check.MaxValueBytes+1), Descriptors: []*ratelimitv3.RateLimitDescriptor{descriptor("user", "hank")}},
 		"too many entries": {Domain: "edge", Descriptors: []*ratelimitv3.RateLimitDescriptor{descriptor("user", "hank"), manyEntries(check.MaxAttributes)}},
+		"long key":         {Domain: "edge", Descriptors: []*ratelimitv3.RateLimitDescriptor{descriptor("user", "hank", strings.Repeat("k", check.MaxNameBytes+1), "v")}},
 	}
 	wantPath := map[string]string{
 		"long value":       "descriptors[1].entries[0].value: value of 4097 bytes is longer than 4096",
 		"long domain":      "domain: value of 4097 bytes",
 		"too many entries": "descriptors[1].entries: more than 64 attributes",
+		"long key":         "descriptors[0].entries[1].key: attribute name of 257 bytes is longer than 256",
 	}
 	for name, req := range cases {
 		_, err := n.rls.ShouldRateLimit(context.Background(), req)

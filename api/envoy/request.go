@@ -69,6 +69,9 @@ func attributesOf(domain string, desc *ratelimitv3.RateLimitDescriptor, clientAd
 		if key == "" {
 			return nil, fmt.Errorf("entries[%d].key: must not be empty", j)
 		}
+		if msg := check.NameProblem(key); msg != "" {
+			return nil, fmt.Errorf("entries[%d].key: %s", j, msg)
+		}
 		if _, dup := attrs.Get(key); dup {
 			if key == domainAttr {
 				return nil, fmt.Errorf("entries[%d].key: %q is reserved for the request's domain", j, key)
