@@ -133,13 +133,10 @@ func (n *Node) bootstrap(ctx context.Context) error {
 	if err := n.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{self}}).Error(); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	// Becoming leader applies the bootstrap rules (see leadershipGained).
+	// Becoming leader applies the bootstrap rules (see leadershipGained);
+	// they count once the rules hook has installed them.
 	err := n.waitFor(ctx, "bootstrap", func() bool {
-		if n.LeaderHTTPAddr() == "" {
-			return false
-		}
-		version, _ := n.fsm.State().Rules()
-		return version > 0
+		return n.LeaderHTTPAddr() != "" && n.RulesVersion() > 0
 	})
 	n.updateMode()
 	return err
