@@ -32,7 +32,7 @@ type usageHandlers struct{ engine Usage }
 
 func (h usageHandlers) usage(c *gin.Context) {
 	rule, key := c.Query("rule"), c.Query("key")
-	if err := requireRuleAndKey(rule, key); err != nil {
+	if err := requireRule(rule); err != nil {
 		writeError(c, err)
 		return
 	}
@@ -50,7 +50,7 @@ func (h usageHandlers) reset(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	if err := requireRuleAndKey(req.Rule, req.Key); err != nil {
+	if err := requireRule(req.Rule); err != nil {
 		writeError(c, err)
 		return
 	}
@@ -61,12 +61,11 @@ func (h usageHandlers) reset(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"rule": req.Rule, "key": req.Key, "status": "reset"})
 }
 
-func requireRuleAndKey(rule, key string) error {
+// requireRule checks the rule is named; the key is checked against the
+// rule's key attributes, since a key-less rule's only key is empty.
+func requireRule(rule string) error {
 	if rule == "" {
 		return &check.FieldError{Field: "rule", Msg: "is required"}
-	}
-	if key == "" {
-		return &check.FieldError{Field: "key", Msg: "is required"}
 	}
 	return nil
 }

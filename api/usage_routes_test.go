@@ -14,7 +14,8 @@ import (
 
 const usageRules = `{"rules": [
 	{"name": "monthly", "key": ["tenant"], "quota": {"limit": 100, "per": "month"}},
-	{"name": "per-ip", "key": ["ip"], "limit": {"rate": 10, "per": "1s", "burst": 20}}]}`
+	{"name": "per-ip", "key": ["ip"], "limit": {"rate": 10, "per": "1s", "burst": 20}},
+	{"name": "shared", "match": {"route": "/shared"}, "limit": {"rate": 10, "per": "1s", "burst": 20}}]}`
 
 func newUsageServer(t *testing.T) *httptest.Server {
 	t.Helper()
@@ -85,6 +86,13 @@ func TestUsageRoutes(t *testing.T) {
 	if _, hasUsed := u["used"]; resp.StatusCode != http.StatusOK || u["limit"] != 10.0 || u["remaining"] != 5.0 || hasUsed {
 		t.Fatalf("bucket usage: %d %v, want 5 left and no used", resp.StatusCode, u)
 	}
+	call(t, "POST", ts.URL+"/v1/check", "", `{"attributes": {"route": "/shared", "ip": "10.0.0.2"}, "cost": 4}`)
+	for _, query := range []string{"rule=shared&key=", "rule=shared"} {
+		resp, u = call(t, "GET", ts.URL+"/v1/usage?"+query, "", "")
+		if resp.StatusCode != http.StatusOK || u["key"] != "" || u["remaining"] != 16.0 {
+			t.Fatalf("usage?%s of the key-less rule: %d %v, want the shared bucket with 16 left", query, resp.StatusCode, u)
+		}
+	}
 	for _, c := range []struct {
 		query, field string
 		status       int
@@ -93,6 +101,7 @@ func TestUsageRoutes(t *testing.T) {
 		{"rule=monthly", "key", http.StatusBadRequest},
 		{"rule=monthly&key=", "key", http.StatusBadRequest},
 		{"rule=nope&key=acme", "", http.StatusNotFound},
+		{"rule=shared&key=acme", "key", http.StatusBadRequest}, // a key-less rule has only the empty key
 	} {
 		resp, body := call(t, "GET", ts.URL+"/v1/usage?"+c.query, "", "")
 		if resp.StatusCode != c.status || (c.field != "" && body["field"] != c.field) || body["error"] == nil {

@@ -26,6 +26,9 @@ type accuracyCase struct {
 	// visiting them evenly spread; without it a driver asks as fast as it
 	// can, pausing at most a millisecond after a denial.
 	pace time.Duration
+	// keyless: the rule has no key, so the keys are just distinct callers
+	// sharing its one bucket.
+	keyless bool
 }
 
 var (
@@ -41,7 +44,10 @@ var (
 	// may hold a sixth of it for a long slice lifetime, and near the limit
 	// slices must shrink back so the engines still share it fully.
 	hotKeyLargeBurst = accuracyCase{name: "hot key, large burst", keys: 1, rate: 1000, burst: 2000, per: time.Second, drivers: 3}
-	manyKeys         = accuracyCase{name: "1000 keys", keys: 1000, rate: 1, burst: 3, per: 2 * time.Second, drivers: 2, pace: 4 * time.Second}
+	// Fifty callers on a key-less rule: one hot bucket, like hotKey, whose
+	// demand comes from requests that all differ.
+	keylessShared = accuracyCase{name: "key-less rule, 50 callers", keys: 50, rate: 1000, burst: 100, per: time.Second, drivers: 3, keyless: true}
+	manyKeys      = accuracyCase{name: "1000 keys", keys: 1000, rate: 1, burst: 3, per: 2 * time.Second, drivers: 2, pace: 4 * time.Second}
 )
 
 const (
@@ -70,13 +76,13 @@ var accuracyOpts = globalOpts{nodes: accuracyEngines, sliceTTL: 400 * time.Milli
 func TestGlobalAccuracy(t *testing.T) {
 	t.Run("standalone", func(t *testing.T) {
 		srv := redistest.StartServer(t)
-		for _, c := range []accuracyCase{hotKey, hotKeyLargeBurst, manyKeys} {
+		for _, c := range []accuracyCase{hotKey, hotKeyLargeBurst, keylessShared, manyKeys} {
 			t.Run(c.name, func(t *testing.T) { testAccuracy(t, c, srv.Addr()) })
 		}
 	})
 	t.Run("cluster", func(t *testing.T) {
 		cluster := redistest.StartCluster(t)
-		for _, c := range []accuracyCase{hotKey, hotKeyLargeBurst, manyKeys} {
+		for _, c := range []accuracyCase{hotKey, hotKeyLargeBurst, keylessShared, manyKeys} {
 			t.Run(c.name, func(t *testing.T) { testAccuracy(t, c, cluster.Addrs()...) })
 		}
 	})
@@ -86,8 +92,11 @@ func TestGlobalAccuracy(t *testing.T) {
 // case's keys for accuracyRun and checks every key's admits against
 // burst + rate·Δ and the utilisation against minUtilisation.
 func testAccuracy(t *testing.T, c accuracyCase, addrs ...string) {
-	rule := fmt.Sprintf("acc%d", c.keys)
-	doc := fmt.Sprintf(`{"rules": [{"name": %q, "key": ["k"], "limit": {"rate": %d, "per": %q, "burst": %d}}]}`, rule, c.rate, c.per, c.burst)
+	rule, key, buckets := fmt.Sprintf("acc%d", c.keys), `["k"]`, c.keys
+	if c.keyless {
+		rule, key, buckets = "acc-shared", `[]`, 1
+	}
+	doc := fmt.Sprintf(`{"rules": [{"name": %q, "key": %s, "limit": {"rate": %d, "per": %q, "burst": %d}}]}`, rule, key, c.rate, c.per, c.burst)
 	perSec := float64(c.rate) / c.per.Seconds()
 	engines := make([]*globalEngine, accuracyEngines)
 	for i := range engines {
@@ -95,9 +104,13 @@ func testAccuracy(t *testing.T, c accuracyCase, addrs ...string) {
 	}
 	keys := make([]string, c.keys)
 	reqs := make([]check.Request, c.keys)
+	bucketOf := make([]string, c.keys) // the bucket each key's admits count against
 	for i := range keys {
 		keys[i] = fmt.Sprintf("key-%04d", i)
 		reqs[i] = check.Request{Attributes: attrs("k", keys[i]), Cost: 1}
+		if bucketOf[i] = keys[i]; c.keyless {
+			bucketOf[i] = "shared"
+		}
 	}
 
 	rec := accuracy.NewRecorder()
@@ -129,8 +142,8 @@ func testAccuracy(t *testing.T, c accuracyCase, addrs ...string) {
 							notGlobal.Add(1)
 						}
 						if d.Allowed {
-							rec.Record(keys[k], 1, sent, done)
-						} else if c.keys == 1 {
+							rec.Record(bucketOf[k], 1, sent, done)
+						} else if buckets == 1 {
 							// Stay hungry without spinning on the denial.
 							time.Sleep(min(time.Duration(d.RetryAfterMs)*time.Millisecond, time.Millisecond))
 						}
@@ -154,16 +167,16 @@ func testAccuracy(t *testing.T, c accuracyCase, addrs ...string) {
 		}
 	}
 	if violations > 0 {
-		t.Errorf("%d of %d keys admitted more than burst + rate·Δ + %v", violations, c.keys, envelopeEps)
+		t.Errorf("%d of %d buckets admitted more than burst + rate·Δ + %v", violations, buckets, envelopeEps)
 	}
 	var calls int64
 	for _, e := range engines {
 		calls += e.calls.count()
 	}
-	// Every key's limit applies separately, so the whole run's utilisation is
-	// against the sum of their rates.
+	// Every bucket's limit applies separately, so the whole run's
+	// utilisation is against the sum of their rates.
 	from := start + accuracyWarmUp
-	util := accuracy.Utilisation(all, perSec*float64(c.keys), from, end)
+	util := accuracy.Utilisation(all, perSec*float64(buckets), from, end)
 	t.Logf("%d decisions, %d admitted; utilisation over [%v, %v] %.2f%%; %d Redis calls (%.3f per admit)",
 		decisions.Load(), len(all), from.Round(time.Millisecond), end.Round(time.Millisecond), 100*util, calls, float64(calls)/float64(len(all)))
 	if util < minUtilisation {

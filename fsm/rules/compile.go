@@ -254,6 +254,14 @@ func (r *CompiledRule) DisplayKey(attrs check.Attrs) string {
 // to AppendKey. A "|" inside a value is ambiguous; it is kept in the last
 // attribute's value, which is right whenever only the last value has one.
 func (r *CompiledRule) AttrsForDisplayKey(key string) (check.Attrs, error) {
+	switch {
+	case len(r.Rule.Key) == 0 && key != "":
+		return nil, fmt.Errorf("rule %q has no key (one bucket for every request it applies to): pass an empty key, got %q", r.Rule.Name, key)
+	case len(r.Rule.Key) == 0:
+		return nil, nil
+	case key == "":
+		return nil, fmt.Errorf("is required: rule %q is keyed by %s", r.Rule.Name, strings.Join(r.Rule.Key, DisplayKeySep))
+	}
 	values := strings.SplitN(key, DisplayKeySep, len(r.Rule.Key))
 	if len(values) != len(r.Rule.Key) {
 		return nil, fmt.Errorf("rule %q needs a key of %d values joined by %q (%s), got %q",

@@ -145,7 +145,7 @@ func (d *decoder) rule(path string, v jsonValue) Rule {
 		"limit":  func(p string, v jsonValue) { r.Limit = d.limit(p, v) },
 		"quota":  func(p string, v jsonValue) { r.Quota = d.quota(p, v) },
 		"shadow": func(p string, v jsonValue) { r.Shadow = d.boolean(p, v) },
-	}, "name", "key")
+	}, "name")
 	return r
 }
 

@@ -51,8 +51,8 @@ func TestParseReportsEveryProblemWithItsPath(t *testing.T) {
 			[]string{"rules[0].limt: unknown field"}},
 		{"odd unknown field name is quoted", oneRule(`{"name": "a", "key": ["ip"], ` + limit + `, "x.y": 1}`),
 			[]string{`rules[0]["x.y"]: unknown field`}},
-		{"name and key missing", oneRule(`{` + limit + `}`),
-			[]string{"rules[0].name: is required", "rules[0].key: is required"}},
+		{"name missing", oneRule(`{` + limit + `}`),
+			[]string{"rules[0].name: is required"}},
 		{"name wrong type", oneRule(`{"name": 7, "key": ["ip"], ` + limit + `}`),
 			[]string{"rules[0].name: must be a string"}},
 		{"name empty", oneRule(`{"name": "", "key": ["ip"], ` + limit + `}`),
@@ -66,8 +66,6 @@ func TestParseReportsEveryProblemWithItsPath(t *testing.T) {
 			{"name": "b", "key": ["ip"], ` + limit + `},
 			{"name": "a", "key": ["ip"], ` + limit + `}]}`,
 			[]string{`rules[2].name: duplicate name "a" (also rules[0])`}},
-		{"key empty list", oneRule(`{"name": "a", "key": [], ` + limit + `}`),
-			[]string{"rules[0].key: must list at least one attribute"}},
 		{"key not array", oneRule(`{"name": "a", "key": "ip", ` + limit + `}`),
 			[]string{"rules[0].key: must be an array of strings"}},
 		{"key element problems", oneRule(`{"name": "a", "key": ["ip", "", 3, "ip"], ` + limit + `}`),
@@ -252,7 +250,7 @@ func TestExampleFiles(t *testing.T) {
 	}
 	got := problemsOf(t, string(data))
 	want := []string{
-		"rules[0].key: must list at least one attribute",
+		"rules[0].key[1]: must not be empty",
 		"rules[0]: must have exactly one of limit or quota",
 		"rules[1].limt: unknown field",
 		"rules[2].limit.rate: must be an integer",

@@ -95,9 +95,6 @@ func validateMatch(path string, match map[string]string, add func(path, msg stri
 }
 
 func validateKey(path string, key []string, add func(path, msg string)) {
-	if len(key) == 0 {
-		add(path, "must list at least one attribute")
-	}
 	for i, attr := range key {
 		if attr == "" {
 			add(indexPath(path, i), "must not be empty")

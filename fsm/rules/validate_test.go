@@ -24,7 +24,6 @@ func TestValidateBuiltSets(t *testing.T) {
 		}}, []FieldError{
 			{"rules[0].name", "must not be empty"},
 			{"rules[0].match.route", "must not be empty"},
-			{"rules[0].key", "must list at least one attribute"},
 			{"rules[0].limit.rate", "must be > 0"},
 			{"rules[0].limit.per", "must be > 0"},
 			{"rules[0].limit.burst", "must be >= 0"},
