@@ -85,3 +85,26 @@ func TestServeRejectsIncompleteTLSFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestTLSFlagsReadTheEnvironment: each new flag also reads SLUICE_<FLAG>.
+func TestTLSFlagsReadTheEnvironment(t *testing.T) {
+	fs := newFlagSet("serve", io.Discard, io.Discard)
+	var f serveFlags
+	f.register(fs)
+	env := map[string]string{
+		"SLUICE_HTTP_CERT": "h.pem", "SLUICE_HTTP_KEY": "h-key.pem", "SLUICE_HTTP_CA_CERT": "hca.pem",
+		"SLUICE_NODE_CERT": "n.pem", "SLUICE_NODE_KEY": "n-key.pem", "SLUICE_NODE_CA_CERT": "nca.pem",
+		"SLUICE_REDIS_CA_CERT": "r.pem", "SLUICE_INSECURE": "true",
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	if err := parseFlags(fs, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := tlsFlags{httpCert: "h.pem", httpKey: "h-key.pem", httpCA: "hca.pem",
+		nodeCert: "n.pem", nodeKey: "n-key.pem", nodeCA: "nca.pem", redisCA: "r.pem"}
+	if f.tls != want || !f.insecure {
+		t.Fatalf("flags from the environment: %+v insecure=%v", f.tls, f.insecure)
+	}
+}
