@@ -25,10 +25,6 @@ func (n *Node) alone(now time.Time) bool {
 	if n.joining.Load() > 0 {
 		return false // a server is being added
 	}
-	servers := n.servers()
-	if len(servers) != 1 || string(servers[0].ID) != n.cfg.ID {
-		return false
-	}
 	s := n.fsm.State()
 	for _, m := range s.Members() {
 		if m.ID != n.cfg.ID {
@@ -43,7 +39,10 @@ func (n *Node) alone(now time.Time) bool {
 			}
 		}
 	}
-	return true
+	// Last: reading the raft configuration is a round trip through raft's
+	// main loop, which a node of a cluster need not make every poll.
+	servers := n.servers()
+	return len(servers) == 1 && string(servers[0].ID) == n.cfg.ID
 }
 
 // MemberCount is the cluster size as this node counts it for floors.
