@@ -196,6 +196,8 @@ func TestAdminErrorStatuses(t *testing.T) {
 		{fmt.Errorf("%w: closing", admin.ErrUnavailable), http.StatusServiceUnavailable},
 		{fmt.Errorf("%w: %w", admin.ErrInvalid, ve), http.StatusBadRequest},
 		{admin.ErrUnauthorized, http.StatusUnauthorized},
+		{fmt.Errorf("%w: n1 is the last voter", admin.ErrConflict), http.StatusConflict},
+		{fmt.Errorf("%w: raft at 10.0.0.9:7000: refused", admin.ErrUnreachable), http.StatusUnprocessableEntity},
 		{errors.New("disk on fire"), http.StatusInternalServerError},
 	}
 	for _, tc := range cases {

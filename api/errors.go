@@ -51,6 +51,10 @@ func errorResponse(err error) (int, gin.H) {
 		return http.StatusUnauthorized, gin.H{"error": err.Error()}
 	case errors.Is(err, admin.ErrUnknownNode), errors.Is(err, admin.ErrUnknownRule):
 		return http.StatusNotFound, gin.H{"error": err.Error()}
+	case errors.Is(err, admin.ErrConflict):
+		return http.StatusConflict, gin.H{"error": err.Error()}
+	case errors.Is(err, admin.ErrUnreachable):
+		return http.StatusUnprocessableEntity, gin.H{"error": err.Error(), "field": "raft_addr"}
 	case errors.Is(err, admin.ErrNoLeader), errors.Is(err, admin.ErrUnavailable):
 		return http.StatusServiceUnavailable, gin.H{"error": err.Error()}
 	}

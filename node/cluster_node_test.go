@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -494,18 +493,10 @@ func TestForwardedCallIsNotForwardedAgain(t *testing.T) {
 	f := c.follower()
 	put := func(forwarded bool, rate int) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPut, f.http.URL+"/v1/rules", strings.NewReader(string(rulesDoc(rate))))
-		req.Header.Set("Authorization", "Bearer "+testToken)
 		if forwarded {
-			req.Header.Set(admin.ForwardedHeader, "1")
+			return adminCall(t, f, http.MethodPut, "/v1/rules", string(rulesDoc(rate)), admin.ForwardedHeader, "1")
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
+		return adminCall(t, f, http.MethodPut, "/v1/rules", string(rulesDoc(rate)))
 	}
 	if code, body := put(true, 55); code != http.StatusServiceUnavailable || !strings.Contains(body, "no longer leads") {
 		t.Fatalf("forwarded PUT on follower %s: %d %s, want 503 naming the reason", f.id, code, body)

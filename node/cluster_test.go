@@ -287,3 +287,21 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+// adminCall makes an admin API call to m with the test token and extra
+// header name/value pairs, and returns the status and body.
+func adminCall(t *testing.T, m *member, method, path, body string, header ...string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, m.http.URL+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}

@@ -67,6 +67,10 @@ type Config struct {
 	// wall clock and true time (--max-clock-skew); zero means
 	// DefaultMaxClockSkew. Leases are trusted only within this bound.
 	MaxClockSkew time.Duration
+	// Voters is the size of the voting core (--voters): 1, 3, 5 or 7, or
+	// 0 for 3 while the cluster has fewer than five members and 5 from
+	// five on. The other members are non-voters. The leader's value counts.
+	Voters int
 	// Demand returns the decisions this node has made per rule since it
 	// started (Engine.Demand); the leader sizes leases from it. Nil reports
 	// no demand.
@@ -118,6 +122,9 @@ func (c *Config) Validate() error {
 	}
 	if ttl, skew := cmp.Or(c.LeaseTTL, DefaultLeaseTTL), cmp.Or(c.MaxClockSkew, DefaultMaxClockSkew); 4*skew >= ttl {
 		errs = append(errs, fmt.Errorf("node: max clock skew %v must be under a quarter of the lease TTL %v, so that a lease outlives a missed renewal", skew, ttl))
+	}
+	if c.Voters != 0 && (c.Voters < 1 || c.Voters > 7 || c.Voters%2 == 0) {
+		errs = append(errs, fmt.Errorf("node: Voters %d: want 0 (auto) or an odd number from 1 to 7", c.Voters))
 	}
 	t := c.RaftTimeouts
 	if t.Heartbeat < 0 || t.Election < 0 || t.LeaderLease < 0 || t.Commit < 0 {

@@ -7,25 +7,25 @@ import (
 	"net"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/sluicehq/sluice/api/admin"
-	"github.com/sluicehq/sluice/fsm"
 )
 
-// Join adds req's node to the cluster as a voter and records its addresses.
-// It is idempotent: joining again with the same addresses changes nothing,
-// and joining with a changed address updates the member.
+// Join adds req's node to the cluster and records its addresses: as a
+// non-voter once its raft address answers, promoted to voter when it has
+// caught up and the voting core has room (membership.go). It is idempotent:
+// joining again with the same addresses changes nothing, and joining with a
+// changed address updates the member.
 func (n *Node) Join(ctx context.Context, req admin.JoinRequest) error {
 	if err := validateJoin(req); err != nil {
 		return err
 	}
 	return n.onLeader(ctx,
-		func() error { return n.joinLocal(req) },
+		func() error { return n.joinLocal(ctx, req) },
 		func(ctx context.Context, leader string) error { return n.leader.Join(ctx, leader, req) })
 }
 
-// RemoveNode removes a member from raft and from the member list.
+// RemoveNode removes a member from raft and from the member list, unless
+// that would leave the voters without a quorum (admin.ErrConflict).
 func (n *Node) RemoveNode(ctx context.Context, id string) error {
 	if id == "" {
 		return fmt.Errorf("%w: node id is required", admin.ErrInvalid)
@@ -68,80 +68,6 @@ func (n *Node) onLeader(ctx context.Context, local func() error, forward func(ct
 		return admin.ErrNoLeader
 	}
 	return forward(admin.WithForwarded(ctx), leader)
-}
-
-func (n *Node) joinLocal(req admin.JoinRequest) error {
-	id, addr := raft.ServerID(req.NodeID), raft.ServerAddress(req.RaftAddr)
-	isVoter := false
-	for _, s := range n.servers() {
-		switch {
-		case s.ID == id && s.Address == addr:
-			isVoter = s.Suffrage == raft.Voter
-		case s.ID == id && string(id) != n.cfg.ID:
-			// The node moved. Re-add it instead of letting AddVoter update
-			// the address in place: raft v1.7.3's replication reads the
-			// peer without the lock that guards that update (a data race).
-			// The leader itself has no replication to race with, and
-			// removing itself would shut it down, so it updates in place.
-			if err := n.raft.RemoveServer(id, 0, applyTimeout).Error(); err != nil {
-				return raftError(err)
-			}
-		case s.Address == addr:
-			// A node recreated under a new id at the same address: the old
-			// entry can never answer again and would count against quorum.
-			n.logger.Info("removing member whose raft address was taken over", "old", s.ID, "new", id, "addr", addr)
-			if err := n.removeLocal(string(s.ID)); err != nil {
-				return err
-			}
-		}
-	}
-	if !isVoter {
-		if string(id) != n.cfg.ID {
-			// This node may have been alone: it decides at its share
-			// before the newcomer can decide at all.
-			n.joining.Add(1)
-			defer n.joining.Add(-1)
-			n.updateMode()
-		}
-		if err := n.raft.AddVoter(id, addr, 0, applyTimeout).Error(); err != nil {
-			return raftError(err)
-		}
-	}
-	m := fsm.Member{ID: req.NodeID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr}
-	if cur, ok := n.fsm.State().Member(req.NodeID); ok && cur == m {
-		return nil
-	}
-	if _, err := n.apply(fsm.EncodeUpsertMember(m)); err != nil {
-		return err
-	}
-	n.logger.Info("member joined", "id", m.ID, "raft_addr", m.RaftAddr, "http_addr", m.HTTPAddr)
-	return nil
-}
-
-// removeLocal drops the member first and the raft server second, so a
-// leader removing itself still commits the member change before it steps
-// down.
-func (n *Node) removeLocal(id string) error {
-	_, isMember := n.fsm.State().Member(id)
-	inRaft := false
-	for _, s := range n.servers() {
-		inRaft = inRaft || string(s.ID) == id
-	}
-	if !isMember && !inRaft {
-		return fmt.Errorf("%w: %s", admin.ErrUnknownNode, id)
-	}
-	if isMember {
-		if _, err := n.apply(fsm.EncodeRemoveMember(id)); err != nil {
-			return err
-		}
-	}
-	if inRaft {
-		if err := n.raft.RemoveServer(raft.ServerID(id), 0, applyTimeout).Error(); err != nil {
-			return raftError(err)
-		}
-	}
-	n.logger.Info("member removed", "id", id)
-	return nil
 }
 
 // Join retry delays: a cluster being started together needs a moment to

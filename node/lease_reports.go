@@ -60,7 +60,7 @@ func (r *reporter) send() {
 	fallback := r.fallback()
 	n.shrunk.Store(false) // before reading the leases, so a later shrink reports again
 	rep := admin.DemandReport{NodeID: n.cfg.ID, Rates: r.meter.read(n.cfg.Demand, time.Now()), Fallback: fallback,
-		Released: n.released()}
+		Released: n.released(), AppliedIndex: n.raft.AppliedIndex()}
 	r.sent = rep.Rates
 	ctx, cancel := context.WithTimeout(n.ctx, n.reportEvery())
 	defer cancel()
@@ -149,6 +149,7 @@ type demandTable struct {
 type nodeDemand struct {
 	rates    map[string]float64
 	fallback bool
+	applied  uint64 // the node's raft applied index
 	at       time.Time
 	released map[string]uint64 // newest DemandReport.Released per rule
 }
@@ -175,7 +176,7 @@ func (d *demandTable) record(r admin.DemandReport, now time.Time) {
 	for rule, at := range r.Released {
 		released[rule] = max(released[rule], at)
 	}
-	d.byNode[r.NodeID] = nodeDemand{rates: rates, fallback: r.Fallback, at: now, released: released}
+	d.byNode[r.NodeID] = nodeDemand{rates: rates, fallback: r.Fallback, applied: r.AppliedIndex, at: now, released: released}
 }
 
 // released returns node → rule → the generation before which the node
@@ -191,6 +192,21 @@ func (d *demandTable) released() map[string]map[string]uint64 {
 		}
 	}
 	return out
+}
+
+// lastHeard returns when id last reported (the zero time if never).
+func (d *demandTable) lastHeard(id string) time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.byNode[id].at
+}
+
+// progress returns the applied index id last reported, and when.
+func (d *demandTable) progress(id string) (applied uint64, at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	nd := d.byNode[id]
+	return nd.applied, nd.at
 }
 
 // withheld returns, sorted, the members whose shares the others must keep

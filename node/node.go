@@ -29,10 +29,14 @@ type Node struct {
 
 	raft     *raft.Raft
 	raftAddr raft.ServerAddress // as advertised to peers
+	trans    *raft.NetworkTransport
 	store    *raftboltdb.BoltStore
 	stable   *guardedStable // raft's view of store as a stable store
 	observer *raft.Observer
 	health   peerHealth
+	// membership serialises the leader's configuration changes
+	// (membership.go).
+	membership sync.Mutex
 	// hadState: the data dir held raft state when the node started.
 	hadState bool
 	// rules is the newest rules version this node knows, from its data dir
@@ -100,6 +104,7 @@ func New(cfg Config) (*Node, error) {
 		n.updateMode() // a restarted single node is alone again at once
 	}
 	n.wg.Go(n.runLeases)
+	n.wg.Go(n.runAutopilot)
 	return n, nil
 }
 

@@ -65,7 +65,7 @@ func (n *Node) startRaft() error {
 		store.Close()
 		return fmt.Errorf("start raft: %w", err)
 	}
-	n.raft, n.store, n.stable, n.raftAddr = r, store, stable, trans.LocalAddr()
+	n.raft, n.store, n.stable, n.trans, n.raftAddr = r, store, stable, trans, trans.LocalAddr()
 	events := make(chan raft.Observation, 64)
 	n.observer = raft.NewObserver(events, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
@@ -132,7 +132,7 @@ func (n *Node) leadershipGained() {
 		n.logger.Warn("new leader could not catch up", "err", err)
 		return
 	}
-	if err := n.joinLocal(admin.JoinRequest{NodeID: n.cfg.ID, RaftAddr: string(n.raftAddr), HTTPAddr: n.cfg.HTTPAdvertise}); err != nil {
+	if err := n.joinLocal(n.ctx, admin.JoinRequest{NodeID: n.cfg.ID, RaftAddr: string(n.raftAddr), HTTPAddr: n.cfg.HTTPAdvertise}); err != nil {
 		n.logger.Warn("recording own addresses failed", "err", err)
 		return
 	}
@@ -176,15 +176,7 @@ func (n *Node) servers() []raft.Server {
 	return f.Configuration().Servers
 }
 
-func (n *Node) voters() int {
-	count := 0
-	for _, s := range n.servers() {
-		if s.Suffrage == raft.Voter {
-			count++
-		}
-	}
-	return count
-}
+func (n *Node) voters() int { return countVoters(n.servers()) }
 
 // unhealthyVoters counts, on the leader, the voters that fail heartbeats: a
 // cluster one such voter away from losing its majority. 0 on other nodes,

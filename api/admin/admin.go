@@ -24,6 +24,13 @@ var (
 	ErrUnauthorized = errors.New("unauthorized")
 	// ErrUnavailable: the node cannot serve this now, e.g. it is shutting down (503).
 	ErrUnavailable = errors.New("unavailable")
+	// ErrConflict: the membership change would leave the cluster without a
+	// quorum, e.g. removing its last voter (409). Nothing was changed.
+	ErrConflict = errors.New("conflict")
+	// ErrUnreachable: the joining node's raft address does not answer the
+	// raft handshake, so adding it could only cost the cluster (422).
+	// Nothing was changed; the joiner may retry once it is reachable.
+	ErrUnreachable = errors.New("raft address unreachable")
 )
 
 // NodeStatus describes one member in GET /v1/cluster.
@@ -90,6 +97,9 @@ type DemandReport struct {
 	// the rule from an earlier generation, so the leader may hand what those
 	// entries granted to other nodes at once.
 	Released map[string]uint64 `json:"released,omitempty"`
+	// AppliedIndex is the last raft index the node applied: the leader
+	// promotes a non-voter to voter only once this is near its own.
+	AppliedIndex uint64 `json:"applied_index,omitempty"`
 }
 
 // DemandReceiver is the leader's end of demand reports. Nodes implement it

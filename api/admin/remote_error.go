@@ -38,6 +38,10 @@ func (e *RemoteError) Unwrap() []error {
 		} else {
 			causes = append(causes, ErrUnknownNode)
 		}
+	case http.StatusConflict:
+		causes = append(causes, ErrConflict)
+	case http.StatusUnprocessableEntity:
+		causes = append(causes, ErrUnreachable)
 	case http.StatusServiceUnavailable:
 		if strings.Contains(e.Msg, ErrNoLeader.Error()) {
 			causes = append(causes, ErrNoLeader)

@@ -19,3 +19,14 @@ func TestDecodeErrorOfAForeignBody(t *testing.T) {
 		t.Fatalf("DecodeError(502, empty) = %q, causes %v", err.Msg, err.Unwrap())
 	}
 }
+
+// Membership refusals keep their sentinels across a forwarding hop, so a
+// joiner can tell "not reachable yet" (retry) from a refusal.
+func TestDecodeErrorOfMembershipRefusals(t *testing.T) {
+	if err := DecodeError(http.StatusConflict, []byte(`{"error":"conflict: n1 is the last voter"}`)); !errors.Is(err, ErrConflict) {
+		t.Fatalf("409 decodes to %v", err.Unwrap())
+	}
+	if err := DecodeError(http.StatusUnprocessableEntity, []byte(`{"error":"raft address unreachable","field":"raft_addr"}`)); !errors.Is(err, ErrUnreachable) || errors.Is(err, ErrInvalid) {
+		t.Fatalf("422 decodes to %v", err.Unwrap())
+	}
+}

@@ -1,0 +1,153 @@
+package node
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/sluicehq/sluice/api/admin"
+	"github.com/sluicehq/sluice/fsm"
+)
+
+// closedAddr returns a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// membershipOf returns the leader's raft configuration and member list.
+func membershipOf(n *Node) ([]raft.Server, []fsm.Member) {
+	return n.servers(), n.fsm.State().Members()
+}
+
+func sameMembership(t *testing.T, n *Node, servers []raft.Server, members []fsm.Member) {
+	t.Helper()
+	gotServers, gotMembers := membershipOf(n)
+	if len(gotServers) != len(servers) || len(gotMembers) != len(members) {
+		t.Fatalf("membership changed: servers %v → %v, members %v → %v", servers, gotServers, members, gotMembers)
+	}
+	for i := range servers {
+		if gotServers[i] != servers[i] {
+			t.Fatalf("server %d changed: %v → %v", i, servers[i], gotServers[i])
+		}
+	}
+	for i := range members {
+		if gotMembers[i] != members[i] {
+			t.Fatalf("member %d changed: %v → %v", i, members[i], gotMembers[i])
+		}
+	}
+}
+
+// TestJoinOfUnreachableNodeChangesNothing: a join naming a raft address
+// that does not answer the raft handshake — nothing listening, or a port
+// that is not raft — is refused before the configuration changes, so a
+// single-node cluster keeps its quorum and stays writable.
+func TestJoinOfUnreachableNodeChangesNothing(t *testing.T) {
+	c := startCluster(t, 1)
+	m := c.members[0]
+	c.waitRules(1, 2*time.Second)
+	servers, members := membershipOf(m.node)
+	for _, raftAddr := range []string{closedAddr(t), m.httpAddr()} {
+		req := admin.JoinRequest{NodeID: "ghost", RaftAddr: raftAddr, HTTPAddr: "127.0.0.1:9"}
+		if err := m.node.Join(bg(), req); !errors.Is(err, admin.ErrUnreachable) {
+			t.Fatalf("join of ghost at %s = %v, want ErrUnreachable", raftAddr, err)
+		}
+		sameMembership(t, m.node, servers, members)
+	}
+	c.waitRules(c.setRules(m, 4), 2*time.Second)
+}
+
+// TestRemovingTheLastVoterIsRefused: removing the only node is a 409
+// (ErrConflict) that changes neither raft nor the member list.
+func TestRemovingTheLastVoterIsRefused(t *testing.T) {
+	c := startCluster(t, 1)
+	m := c.members[0]
+	c.waitRules(1, 2*time.Second)
+	servers, members := membershipOf(m.node)
+	if err := m.node.RemoveNode(bg(), m.id); !errors.Is(err, admin.ErrConflict) {
+		t.Fatalf("removing the last voter = %v, want ErrConflict", err)
+	}
+	sameMembership(t, m.node, servers, members)
+	c.waitRules(c.setRules(m, 4), 2*time.Second)
+
+	code, body := adminCall(t, m, http.MethodDelete, "/v1/cluster/nodes/"+m.id, "")
+	if code != http.StatusConflict || !strings.Contains(body, "last voter") {
+		t.Fatalf("DELETE of the only node: %d %s, want 409 naming the last voter", code, body)
+	}
+	sameMembership(t, m.node, servers, members)
+}
+
+// TestRemovalThatCostsTheQuorumIsRefused: with one of three voters down,
+// removing a healthy one would leave one answering voter out of two; it is
+// refused and nothing changes. Removing the dead one is fine.
+func TestRemovalThatCostsTheQuorumIsRefused(t *testing.T) {
+	c := startCluster(t, 3)
+	leader := c.leader()
+	var down, healthy *member
+	for _, m := range c.members {
+		switch {
+		case m == leader:
+		case down == nil:
+			down = m
+		default:
+			healthy = m
+		}
+	}
+	c.waitFor("all three to vote", 10*time.Second, func() bool { return leader.node.voters() == 3 })
+	c.stop(down)
+	c.waitFor("the leader to notice "+down.id+" is down", 5*time.Second, func() bool {
+		return !leader.node.alive(down.id, time.Now())
+	})
+	servers, members := membershipOf(leader.node)
+	for _, via := range []*member{leader, healthy} {
+		err := via.node.RemoveNode(bg(), healthy.id)
+		if !errors.Is(err, admin.ErrConflict) || !strings.Contains(err.Error(), "quorum") {
+			t.Fatalf("quorum-costing removal via %s = %v, want ErrConflict", via.id, err)
+		}
+		sameMembership(t, leader.node, servers, members)
+	}
+	if err := healthy.node.RemoveNode(bg(), down.id); err != nil {
+		t.Fatalf("removing the dead voter: %v", err)
+	}
+	c.waitRules(c.setRules(healthy, 6), 2*time.Second)
+}
+
+// TestJoinEntersAsNonvoterThenVotes: the leader's log shows the joiner
+// added as a non-voter first and promoted afterwards, and the join answers
+// once the joiner votes.
+func TestJoinEntersAsNonvoterThenVotes(t *testing.T) {
+	c := startCluster(t, 2)
+	leader := c.leader()
+	joiner := c.members[1]
+	if s, _ := serverByID(leader.node.servers(), joiner.id); s.Suffrage != raft.Voter {
+		t.Fatalf("after its join answered, %s is %v, want a voter", joiner.id, s.Suffrage)
+	}
+	var seen []raft.ServerSuffrage
+	first, _ := leader.node.store.FirstIndex()
+	last, _ := leader.node.store.LastIndex()
+	for i := first; i <= last; i++ {
+		var entry raft.Log
+		if err := leader.node.store.GetLog(i, &entry); err != nil || entry.Type != raft.LogConfiguration {
+			continue
+		}
+		if s, ok := serverByID(raft.DecodeConfiguration(entry.Data).Servers, joiner.id); ok {
+			if len(seen) == 0 || seen[len(seen)-1] != s.Suffrage {
+				seen = append(seen, s.Suffrage)
+			}
+		}
+	}
+	if len(seen) != 2 || seen[0] != raft.Nonvoter || seen[1] != raft.Voter {
+		t.Fatalf("%s's suffrage in the leader's configurations: %v, want [Nonvoter Voter]", joiner.id, seen)
+	}
+}
