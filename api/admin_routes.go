@@ -33,6 +33,9 @@ func registerAdminRoutes(r gin.IRouter, a admin.Admin, guard gin.HandlerFunc) {
 	if d, ok := a.(admin.DemandReceiver); ok {
 		g.POST("/internal/demand", demandHandler(d))
 	}
+	if h, ok := a.(admin.HandOverReceiver); ok {
+		g.POST("/internal/handover", handOverHandler(h))
+	}
 }
 
 // adminGuard admits requests bearing the token; without a token configured
@@ -188,6 +191,27 @@ func demandHandler(d admin.DemandReceiver) gin.HandlerFunc {
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"node_id": r.NodeID, "status": "recorded"})
+	}
+}
+
+// handOverHandler receives a shutting-down voter's hand-over request
+// (node-to-node, behind the admin guard).
+func handOverHandler(h admin.HandOverReceiver) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var r admin.HandOverRequest
+		if err := decodeStrict(c.Request.Body, &r); err != nil {
+			writeError(c, err)
+			return
+		}
+		if r.NodeID == "" {
+			writeError(c, &check.FieldError{Field: "node_id", Msg: "is required"})
+			return
+		}
+		if err := h.HandOver(c.Request.Context(), r.NodeID); err != nil {
+			writeError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"node_id": r.NodeID, "status": "handed over"})
 	}
 }
 

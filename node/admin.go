@@ -44,7 +44,7 @@ func (n *Node) ClusterStatus(ctx context.Context) (admin.ClusterStatus, error) {
 func (n *Node) localStatus() admin.ClusterStatus {
 	leaderID := n.LeaderID()
 	leading := n.IsLeader()
-	state := n.fsm.State()
+	state, now := n.fsm.State(), time.Now()
 	st := admin.ClusterStatus{Leader: leaderID, Term: n.raft.CurrentTerm(), Nodes: []admin.NodeStatus{}}
 	for _, s := range n.servers() {
 		id := string(s.ID)
@@ -63,7 +63,7 @@ func (n *Node) localStatus() admin.ClusterStatus {
 		case id == n.cfg.ID:
 			ns.Healthy = true
 		case leading:
-			ns.Healthy = n.health.healthy(id)
+			ns.Healthy = n.alive(id, now)
 		case id == leaderID:
 			ns.Healthy = time.Since(n.raft.LastContact()) < 3*n.raft.ReloadableConfig().HeartbeatTimeout
 		}

@@ -398,6 +398,11 @@ func TestConfigValidate(t *testing.T) {
 		func(c *Config) { c.Join = []string{""} },
 		func(c *Config) { c.BootstrapRules = []byte(`{"rules":[{"name":""}]}`) },
 		func(c *Config) { c.RaftTimeouts.Election = -time.Second },
+		func(c *Config) { c.Voters = 4 },
+		func(c *Config) { c.Voters = 9 },
+		func(c *Config) { c.Voters = -1 },
+		func(c *Config) { c.VoterGrace = time.Minute; c.RemoveAfter = time.Minute },
+		func(c *Config) { c.RemoveAfter = -time.Second },
 	}
 	for i, mutate := range bad {
 		c := good

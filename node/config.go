@@ -71,6 +71,14 @@ type Config struct {
 	// 0 for 3 while the cluster has fewer than five members and 5 from
 	// five on. The other members are non-voters. The leader's value counts.
 	Voters int
+	// VoterGrace is how long a voter may go unheard before autopilot
+	// gives its vote to a caught-up non-voter (--autopilot-voter-grace);
+	// zero means DefaultVoterGrace.
+	VoterGrace time.Duration
+	// RemoveAfter is how long a member may go unheard before autopilot
+	// removes it (--autopilot-remove-after); zero means
+	// DefaultRemoveAfter. It must exceed VoterGrace.
+	RemoveAfter time.Duration
 	// Demand returns the decisions this node has made per rule since it
 	// started (Engine.Demand); the leader sizes leases from it. Nil reports
 	// no demand.
@@ -125,6 +133,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Voters != 0 && (c.Voters < 1 || c.Voters > 7 || c.Voters%2 == 0) {
 		errs = append(errs, fmt.Errorf("node: Voters %d: want 0 (auto) or an odd number from 1 to 7", c.Voters))
+	}
+	if c.VoterGrace < 0 || c.RemoveAfter < 0 {
+		errs = append(errs, errors.New("node: VoterGrace and RemoveAfter must not be negative"))
+	} else if grace, remove := cmp.Or(c.VoterGrace, DefaultVoterGrace), cmp.Or(c.RemoveAfter, DefaultRemoveAfter); remove <= grace {
+		errs = append(errs, fmt.Errorf("node: remove-after %v must exceed the voter grace %v, so a dead voter's vote moves before it goes", remove, grace))
 	}
 	t := c.RaftTimeouts
 	if t.Heartbeat < 0 || t.Election < 0 || t.LeaderLease < 0 || t.Commit < 0 {

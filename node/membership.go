@@ -223,15 +223,17 @@ func (n *Node) promoteWhenCaughtUp(ctx context.Context, id string) {
 func (n *Node) tryPromote(id string) bool {
 	n.membership.Lock()
 	defer n.membership.Unlock()
-	if !n.IsLeader() {
-		return true
-	}
+	return !n.IsLeader() || n.promoteLocked(id)
+}
+
+// promoteLocked is tryPromote for a caller holding n.membership.
+func (n *Node) promoteLocked(id string) bool {
 	servers := n.servers()
 	s, ok := serverByID(servers, id)
 	if !ok || s.Suffrage == raft.Voter || countVoters(servers) >= n.coreSize(len(servers)) {
 		return true
 	}
-	if !n.caughtUp(id, time.Now()) {
+	if now := time.Now(); !n.caughtUp(id, now) || n.leaving(id, now) {
 		return false
 	}
 	if err := n.raft.AddVoter(s.ID, s.Address, 0, applyTimeout).Error(); err != nil {

@@ -37,11 +37,17 @@ type Node struct {
 	// membership serialises the leader's configuration changes
 	// (membership.go).
 	membership sync.Mutex
+	// left: when each member last asked to hand its vote over (leader,
+	// under membership).
+	left map[string]time.Time
 	// hadState: the data dir held raft state when the node started.
 	hadState bool
 	// rules is the newest rules version this node knows, from its data dir
 	// or from raft (last_rules.go); nil until it has any.
 	rules atomic.Pointer[knownRules]
+	// joined: a new node's join was accepted (it votes, or the core is
+	// full, or it waited its turn); it is not ready before.
+	joined atomic.Bool
 
 	own         atomic.Pointer[ownLeases] // this node's usable leases
 	leasesSeen  atomic.Uint64             // newest lease generation applied
@@ -59,8 +65,9 @@ type Node struct {
 }
 
 var (
-	_ admin.Admin          = (*Node)(nil)
-	_ admin.DemandReceiver = (*Node)(nil)
+	_ admin.Admin            = (*Node)(nil)
+	_ admin.DemandReceiver   = (*Node)(nil)
+	_ admin.HandOverReceiver = (*Node)(nil)
 )
 
 // forwardTimeout bounds one call to another node's HTTP API.
@@ -91,6 +98,7 @@ func New(cfg Config) (*Node, error) {
 		// Holds one pending signal: the allocation it triggers reads the
 		// latest reports, so signals arriving meanwhile add nothing.
 		reallocate: make(chan struct{}, 1),
+		left:       map[string]time.Time{},
 	}
 	n.fsm = fsm.New(n.rulesApplied, fsm.WithLeasesHook(n.leasesApplied))
 	n.own.Store(&ownLeases{})
@@ -126,7 +134,11 @@ func (n *Node) Open(ctx context.Context) error {
 		}
 		return nil
 	case len(n.cfg.Join) > 0:
-		return n.joinCluster(ctx)
+		if err := n.joinCluster(ctx); err != nil {
+			return err
+		}
+		n.joined.Store(true)
+		return nil
 	default:
 		return n.bootstrap(ctx)
 	}
@@ -201,6 +213,9 @@ func (n *Node) Ready() error {
 	if n.closed.Load() {
 		return errors.New("node is shutting down")
 	}
+	if len(n.cfg.Join) > 0 && !n.hadState && !n.joined.Load() {
+		return errors.New("joining the cluster")
+	}
 	version := n.RulesVersion()
 	if version == 0 {
 		return errors.New("no rules received yet")
@@ -257,11 +272,19 @@ type Stats struct {
 	HasLeader bool
 	// Peers counts the servers in the raft configuration, this one included.
 	Peers int
+	// Voter: this node votes; Voters counts the voting core.
+	Voter  bool
+	Voters int
 }
 
 // Stats returns the node's raft role and cluster size.
 func (n *Node) Stats() Stats {
-	return Stats{IsLeader: n.IsLeader(), HasLeader: n.LeaderID() != "", Peers: len(n.servers())}
+	servers := n.servers()
+	self, _ := serverByID(servers, n.cfg.ID)
+	return Stats{
+		IsLeader: n.IsLeader(), HasLeader: n.LeaderID() != "", Peers: len(servers),
+		Voter: self.Suffrage == raft.Voter && self.ID != "", Voters: countVoters(servers),
+	}
 }
 
 // waitFor polls cond until it holds or ctx ends.

@@ -38,5 +38,18 @@ func RegisterRaftMetrics(reg prometheus.Registerer, n *Node) {
 			Namespace: "sluice", Name: "raft_unhealthy_voters",
 			Help: "On the leader, voters other than itself that fail to answer heartbeats; 0 on other nodes.",
 		}, func() float64 { return float64(n.unhealthyVoters()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "sluice", Name: "raft_is_voter",
+			Help: "1 while this node is a voter (part of the voting core); 0 for a non-voter.",
+		}, func() float64 {
+			if n.Stats().Voter {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "sluice", Name: "raft_voters",
+			Help: "Voters in the raft configuration (the voting core).",
+		}, func() float64 { return float64(n.Stats().Voters) }),
 	)
 }

@@ -71,6 +71,16 @@ func (c *LeaderClient) ClusterStatus(ctx context.Context, target string) (admin.
 	return out, err
 }
 
+// HandOver asks the leader at target to give voter id's vote to a
+// caught-up non-voter before id shuts down.
+func (c *LeaderClient) HandOver(ctx context.Context, target, id string) error {
+	body, err := json.Marshal(admin.HandOverRequest{NodeID: id})
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPost, target, "/v1/internal/handover", body, nil)
+}
+
 // ReportDemand sends this node's demand report to the leader at target.
 func (c *LeaderClient) ReportDemand(ctx context.Context, target string, r admin.DemandReport) error {
 	body, err := json.Marshal(r)

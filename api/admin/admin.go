@@ -109,6 +109,19 @@ type DemandReceiver interface {
 	ReportDemand(ctx context.Context, r DemandReport) error
 }
 
+// HandOverRequest is the body of POST /v1/internal/handover: a voter that
+// is shutting down asks the leader to give its vote to a caught-up
+// non-voter first, so its absence costs the quorum nothing.
+type HandOverRequest struct {
+	NodeID string `json:"node_id"`
+}
+
+// HandOverReceiver is the leader's end of hand-overs; the internal route
+// exists when the Admin given to the HTTP layer implements it.
+type HandOverReceiver interface {
+	HandOver(ctx context.Context, nodeID string) error
+}
+
 // Admin is what the admin routes need from a node. Writes made on a follower
 // are forwarded to the leader by the implementation.
 type Admin interface {

@@ -100,7 +100,7 @@ func TestDashboardQueriesRealMetrics(t *testing.T) {
 	for _, need := range []string{
 		"sluice_decisions_total", "sluice_http_requests_total", "sluice_decision_duration_seconds",
 		"sluice_redis_request_duration_seconds", "sluice_redis_requests_total", "sluice_fallback_active",
-		"sluice_raft_is_leader", "sluice_raft_peers", "sluice_lease_share", "sluice_lease_withheld",
+		"sluice_raft_is_leader", "sluice_raft_peers", "sluice_raft_voters", "sluice_lease_share", "sluice_lease_withheld",
 	} {
 		if !queried[need] {
 			t.Errorf("the dashboard never shows %s", need)

@@ -58,8 +58,8 @@ func TestMetricsPassPromtool(t *testing.T) {
 		"sluice_decisions_total", "sluice_decision_duration_seconds",
 		"sluice_redis_requests_total", "sluice_redis_request_duration_seconds",
 		"sluice_fallback_active", "sluice_slice_refills_total",
-		"sluice_raft_is_leader", "sluice_raft_peers", "sluice_lease_share", "sluice_lease_withheld",
-		"sluice_http_requests_total", "sluice_http_request_duration_seconds",
+		"sluice_raft_is_leader", "sluice_raft_peers", "sluice_raft_is_voter", "sluice_raft_voters",
+		"sluice_lease_share", "sluice_lease_withheld", "sluice_http_requests_total", "sluice_http_request_duration_seconds",
 		"go_goroutines", "process_resident_memory_bytes", "go_build_info",
 	} {
 		if families[name] == nil {
@@ -69,8 +69,10 @@ func TestMetricsPassPromtool(t *testing.T) {
 	if v := families["sluice_raft_is_leader"].GetMetric()[0].GetGauge().GetValue(); v != 1 {
 		t.Errorf("sluice_raft_is_leader = %v on a single bootstrapped node, want 1", v)
 	}
-	if v := families["sluice_raft_peers"].GetMetric()[0].GetGauge().GetValue(); v != 1 {
-		t.Errorf("sluice_raft_peers = %v on a single node, want 1", v)
+	for _, name := range []string{"sluice_raft_peers", "sluice_raft_is_voter", "sluice_raft_voters"} {
+		if v := families[name].GetMetric()[0].GetGauge().GetValue(); v != 1 {
+			t.Errorf("%s = %v on a single bootstrapped node, want 1", name, v)
+		}
 	}
 }
 

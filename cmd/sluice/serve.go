@@ -45,6 +45,8 @@ type serveFlags struct {
 	grpcAddr, trustedProxies    string
 	tls                         tlsFlags
 	insecure                    bool
+	voters                      int
+	voterGrace, removeAfter     time.Duration
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet) {
@@ -69,6 +71,9 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.maxClockSkew, "max-clock-skew", node.DefaultMaxClockSkew, "largest wall-clock error assumed on any node; leases are trusted only within it")
 	f.tls.register(fs)
 	fs.BoolVar(&f.insecure, "insecure", false, "start even though the raft port is reachable beyond loopback without --admin-token or node TLS")
+	fs.IntVar(&f.voters, "voters", 0, "size of the voting core: 1, 3, 5 or 7; 0 = 3 below five members, then 5 (the others are non-voters)")
+	fs.DurationVar(&f.voterGrace, "autopilot-voter-grace", node.DefaultVoterGrace, "a voter unheard this long gives its vote to a caught-up non-voter")
+	fs.DurationVar(&f.removeAfter, "autopilot-remove-after", node.DefaultRemoveAfter, "a member unheard this long is removed from the cluster")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 }
@@ -176,6 +181,9 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 		Logger:         logger,
 		LeaseTTL:       f.leaseTTL,
 		MaxClockSkew:   f.maxClockSkew,
+		Voters:         f.voters,
+		VoterGrace:     f.voterGrace,
+		RemoveAfter:    f.removeAfter,
 		Demand:         engine.Demand,
 		Fallback:       engine.InFallback,
 		OnClustered:    engine.SetClustered,
@@ -240,6 +248,13 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// Hand leadership and the vote over while this node still serves, so
+	// its absence costs the quorum nothing (node.Leave).
+	leaveCtx, cancelLeave := context.WithTimeout(shutdownCtx, 5*time.Second)
+	if err := n.Leave(leaveCtx); err != nil {
+		logger.Warn("leaving the voting core", "err", err)
+	}
+	cancelLeave()
 	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("http shutdown", "err", err)
 	}
