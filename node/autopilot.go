@@ -232,6 +232,10 @@ func (n *Node) HandOver(ctx context.Context, id string) error {
 			if s, ok := serverByID(n.servers(), id); !ok || s.Suffrage != raft.Voter {
 				return nil
 			}
+			if id == n.cfg.ID && n.voters() > 1 {
+				// A leader hands leadership over first (Leave retries).
+				return fmt.Errorf("%w: the leader hands over leadership before its vote", admin.ErrUnavailable)
+			}
 			if !n.replaceVoter(id, time.Now()) {
 				if _, pending := n.heir(time.Now()); pending {
 					return fmt.Errorf("%w: no non-voter has caught up to take the vote yet", admin.ErrUnavailable)
@@ -255,15 +259,15 @@ func (n *Node) leaving(id string, now time.Time) bool {
 // while the cluster is between leaders, until ctx ends. The node stays a
 // member; one that does not come back is removed after Config.RemoveAfter.
 func (n *Node) Leave(ctx context.Context) error {
-	if n.IsLeader() && n.voters() > 1 {
-		if err := n.raft.LeadershipTransfer().Error(); err != nil {
-			n.logger.Warn("leadership transfer before leaving failed", "err", err)
-		}
-	}
-	if s, ok := serverByID(n.servers(), n.cfg.ID); !ok || s.Suffrage != raft.Voter {
-		return nil
-	}
 	for {
+		if n.IsLeader() && n.voters() > 1 {
+			if err := n.raft.LeadershipTransfer().Error(); err != nil {
+				n.logger.Warn("leadership transfer before leaving failed", "err", err)
+			}
+		}
+		if s, ok := serverByID(n.servers(), n.cfg.ID); !ok || s.Suffrage != raft.Voter {
+			return nil
+		}
 		err := n.HandOver(ctx, n.cfg.ID)
 		if err == nil || !(errors.Is(err, admin.ErrNoLeader) || errors.Is(err, admin.ErrUnavailable)) {
 			return err
