@@ -85,6 +85,17 @@ func (s *Slice) Close() (unused int64, ok bool) {
 // Left is the number of unspent tokens (0 once closed).
 func (s *Slice) Left() int64 { return max(s.left.Load(), 0) }
 
+// Spent is what has been spent of the slice while it is still in use (open
+// and before its deadline, so Redis still counts its whole grant as
+// outstanding); 0 otherwise, when its tokens are Redis's to count again.
+func (s *Slice) Spent(now int64) int64 {
+	v := s.left.Load()
+	if v < 0 || now >= s.Deadline {
+		return 0
+	}
+	return s.Granted - v
+}
+
 // SliceEntry is the global path's state for one (rule, key): the current
 // slice, the local denial window after the global bucket ran dry, and the
 // demand estimate that sizes the next slice. Refills of one key are
@@ -360,6 +371,16 @@ type expired struct {
 	entry  *SliceEntry
 	slice  *Slice
 	unused int64
+}
+
+// Spent is what this node has spent of key's current slice (Slice.Spent).
+func (t *SliceTable) Spent(key []byte, now int64) int64 {
+	if e, ok := t.m.Load(key); ok {
+		if s := e.Current(); s != nil {
+			return s.Spent(now)
+		}
+	}
+	return 0
 }
 
 // Len is the number of keys with global state on this node.

@@ -117,11 +117,11 @@ func (e *env) settle(key string, b lua.Bucket, g lua.Grant, unused int64) bool {
 
 func (e *env) peek(key string, b lua.Bucket) (int64, time.Duration) {
 	e.t.Helper()
-	remaining, reset, err := e.lim.Peek(e.t.Context(), e.rule, key, b)
+	u, err := e.lim.Peek(e.t.Context(), e.rule, key, b)
 	if err != nil {
 		e.t.Fatalf("Peek: %v", err)
 	}
-	return remaining, reset
+	return u.Remaining, u.Reset
 }
 
 // redisNow reads Redis TIME; every test node runs on this machine's clock.

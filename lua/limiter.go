@@ -156,13 +156,20 @@ func (l *Limiter) Settle(ctx context.Context, rule, key string, b Bucket, grantI
 	return v[0] == 1, nil
 }
 
-// Peek reports a bucket's whole tokens and the time until it would be full, changing nothing.
-func (l *Limiter) Peek(ctx context.Context, rule, key string, b Bucket) (remaining int64, reset time.Duration, err error) {
-	v, err := l.run(ctx, rule, key, 2, "peek", b)
+// BucketUsage is the answer to Peek.
+type BucketUsage struct {
+	Remaining int64         // whole tokens in the bucket
+	Reset     time.Duration // until the bucket would be full
+	Reserved  int64         // tokens out in grants not yet settled
+}
+
+// Peek reports a bucket's state, changing nothing.
+func (l *Limiter) Peek(ctx context.Context, rule, key string, b Bucket) (BucketUsage, error) {
+	v, err := l.run(ctx, rule, key, 3, "peek", b)
 	if err != nil {
-		return 0, 0, err
+		return BucketUsage{}, err
 	}
-	return v[0], time.Duration(v[1]) * time.Microsecond, nil
+	return BucketUsage{Remaining: v[0], Reset: time.Duration(v[1]) * time.Microsecond, Reserved: v[2]}, nil
 }
 
 // Ping checks that Redis answers (the fallback probe). A pending Limiter first tries to

@@ -38,6 +38,7 @@ type QuotaUsage struct {
 	InWindow  bool
 	Now       time.Time
 	Used      int64 // consumed plus out in grants
+	Reserved  int64 // out in grants not yet settled (part of Used)
 	Remaining int64
 }
 
@@ -69,11 +70,11 @@ func (l *Limiter) SettleQuota(ctx context.Context, rule, key string, w Window, l
 
 // PeekQuota reports a window's usage, changing nothing.
 func (l *Limiter) PeekQuota(ctx context.Context, rule, key string, w Window, limit int64) (QuotaUsage, error) {
-	v, err := l.runQuota(ctx, rule, key, w, limit, 4, "peek")
+	v, err := l.runQuota(ctx, rule, key, w, limit, 5, "peek")
 	if err != nil || v[0] == 0 {
 		return QuotaUsage{Now: redisTime(v)}, err
 	}
-	return QuotaUsage{InWindow: true, Now: redisTime(v), Used: v[2], Remaining: v[3]}, nil
+	return QuotaUsage{InWindow: true, Now: redisTime(v), Used: v[2], Remaining: v[3], Reserved: v[4]}, nil
 }
 
 // ResetQuota starts window w over: what was consumed is forgotten, while tokens still out

@@ -11,7 +11,8 @@
 --            charge adds tokens spent without Redis (fallback mode) to c first; prev_* settle
 --            the caller's previous grant of this window (prev_id 0: none). want 0 grants nothing.
 --   settle   id, granted, unused   -> {1, now_us, found}
---   peek                           -> {1, now_us, used, remaining}, changes nothing
+--   peek                           -> {1, now_us, used, remaining, outstanding}, changes nothing;
+--                                     used counts the outstanding grants too
 --   reset                          -> {1, now_us}: c = 0, the window starts over
 -- Every op first checks that Redis TIME lies in [start_us, end_us), the window the caller
 -- named; if not it changes nothing and answers {0, now_us}, and the caller asks again with
@@ -141,7 +142,7 @@ end
 
 if op == 'peek' then
   local c, o = load(false)
-  return {1, now, c + o, remaining(c, o)}
+  return {1, now, c + o, remaining(c, o), o}
 end
 
 if op == 'reset' then

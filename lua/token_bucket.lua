@@ -23,7 +23,7 @@
 --            its burst after granting roomy_want, grant that many for roomy_ttl_us instead
 --            of up to want for ttl_us. ttl_us in the reply is the grant's lifetime.
 --   settle   id, granted, unused -> 1 if the grant was still outstanding, 0 if not
---   peek                         -> {remaining, reset_us}, changes nothing
+--   peek                         -> {remaining, reset_us, outstanding}, changes nothing
 --
 -- Invariant: tk + o <= burst after every call.
 --   * refill sets tk = min(burst - o, tk + elapsed*rate/per), so afterwards tk <= burst - o;
@@ -335,7 +335,7 @@ if op == 'peek' then
   local s = load(false)
   sweep(s, nil)
   refill(s)
-  return {remaining(s), math.ceil(until_us(s, burst))}
+  return {remaining(s), math.ceil(until_us(s, burst)), math.floor(s.o)}
 end
 
 return redis.error_reply('ERR sluice: unknown op ' .. tostring(op))

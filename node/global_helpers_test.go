@@ -123,7 +123,7 @@ func dialRedis(t testing.TB, timeout time.Duration, addrs ...string) redis.Unive
 	t.Cleanup(func() { rdb.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, _, err := lua.NewLimiter(rdb).Peek(ctx, "warmup", "k", lua.Bucket{Rate: 1, Per: time.Second, Burst: 1}); err != nil {
+	if _, err := lua.NewLimiter(rdb).Peek(ctx, "warmup", "k", lua.Bucket{Rate: 1, Per: time.Second, Burst: 1}); err != nil {
 		t.Fatalf("loading the script: %v", err)
 	}
 	return rdb
@@ -197,11 +197,11 @@ func peek(t testing.TB, rdb redis.UniversalClient, rule, key string, b lua.Bucke
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	n, _, err := lua.NewLimiter(rdb).Peek(ctx, rule, key, b)
+	u, err := lua.NewLimiter(rdb).Peek(ctx, rule, key, b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return u.Remaining
 }
 
 // waitFor polls cond until it holds, failing the test after limit.

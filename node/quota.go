@@ -167,9 +167,8 @@ func (q *quotaPath) len() int {
 
 // Usage reports the state of rule's bucket or quota for key, the key as
 // decisions show it (values joined by "|"). A quota reports what its window
-// has used; in global mode that includes tokens out in nodes' slices. A
-// rate limit in global mode reports Redis's bucket, without the tokens
-// sitting in nodes' slices.
+// has admitted as used. In global mode tokens out in nodes' slices and not
+// yet spent are reserved, apart from both used and remaining.
 func (e *Engine) Usage(ctx context.Context, rule, key string) (admin.Usage, error) {
 	rs, i, bucketKey, err := e.usageTarget(rule, key)
 	if err != nil {
@@ -179,7 +178,7 @@ func (e *Engine) Usage(ctx context.Context, rule, key string) (admin.Usage, erro
 	u := admin.Usage{Rule: rule, Key: key, Mode: e.mode()}
 	if q := r.Rule.Quota; q != nil {
 		u.Limit = q.Limit
-		var used int64
+		var used, reserved int64
 		var reset time.Duration
 		switch u.Mode {
 		case check.ModeLease:
@@ -190,24 +189,26 @@ func (e *Engine) Usage(ctx context.Context, rule, key string) (admin.Usage, erro
 			used, reset = e.quotas.local.peek(bucketKey, q, e.quotas.wall())
 			u.Remaining = max(0, q.Limit-used)
 		case check.ModeGlobal:
-			if used, u.Remaining, reset, err = e.quotas.global.peek(ctx, rule, key, q); err != nil {
+			if used, reserved, u.Remaining, reset, err = e.quotas.global.peek(ctx, rule, key, bucketKey, q); err != nil {
 				e.health.failed(err)
 				return admin.Usage{}, fmt.Errorf("%w: quota usage lives in redis: %v", admin.ErrUnavailable, err)
 			}
 		default:
 			return admin.Usage{}, fmt.Errorf("%w: redis is unreachable and quota usage lives there", admin.ErrUnavailable)
 		}
-		u.Used, u.ResetMs = &used, ceilMs(int64(reset))
+		u.Used, u.Reserved, u.ResetMs = &used, reserved, ceilMs(int64(reset))
 		return u, nil
 	}
 	u.Limit = r.Rule.Limit.Rate
 	if u.Mode == check.ModeGlobal {
 		lim := r.Rule.Limit
 		callCtx, cancel := context.WithTimeout(ctx, e.global.cfg.RedisTimeout)
-		remaining, reset, err := e.global.cfg.Limiter.Peek(callCtx, rule, key, lua.Bucket{Rate: lim.Rate, Per: time.Duration(lim.Per), Burst: lim.Burst})
+		b, err := e.global.cfg.Limiter.Peek(callCtx, rule, key, lua.Bucket{Rate: lim.Rate, Per: time.Duration(lim.Per), Burst: lim.Burst})
 		cancel()
 		if err == nil {
-			u.Remaining, u.ResetMs = remaining, ceilMs(int64(reset))
+			// What this node spent of its live slice is spent, not reserved.
+			mine := min(e.global.slices.Spent(bucketKey, e.global.now()), b.Reserved)
+			u.Remaining, u.Reserved, u.ResetMs = b.Remaining, b.Reserved-mine, ceilMs(int64(b.Reset))
 			return u, nil
 		}
 		e.health.failed(err)

@@ -427,15 +427,27 @@ func (e *quotaEntry) forget(idleBefore int64) bool {
 	return true
 }
 
-// peek reports Redis's count of key's current window: used includes tokens
-// out in slices, not yet spent.
-func (g *globalQuotas) peek(ctx context.Context, rule, key string, q *rules.Quota) (used, remaining int64, reset time.Duration, err error) {
+// peek reports key's current window as Redis counts it, split into used
+// (admitted) and reserved (out in slices, not yet spent). Redis knows what
+// was settled and what is still out in grants; this node adds what it has
+// spent of its own live slice to used, so one node's figures are exact and
+// other nodes' spends count as reserved until they settle (within a slice's
+// life).
+func (g *globalQuotas) peek(ctx context.Context, rule, key string, bucketKey []byte, q *rules.Quota) (used, reserved, remaining int64, reset time.Duration, err error) {
+	var u lua.QuotaUsage
 	err = g.inWindow(ctx, q.Per, "quota_peek", func(ctx context.Context, w lua.Window) (bool, time.Time, error) {
-		u, err := g.cfg.Limiter.PeekQuota(ctx, rule, key, w, q.Limit)
-		used, remaining, reset = u.Used, u.Remaining, w.End.Sub(u.Now)
+		var err error
+		u, err = g.cfg.Limiter.PeekQuota(ctx, rule, key, w, q.Limit)
+		reset = w.End.Sub(u.Now)
 		return u.InWindow, u.Now, err
 	})
-	return used, remaining, reset, err
+	var mine int64
+	if e, ok := g.entries.load(bucketKey); ok {
+		if s := e.slices.Current(); s != nil {
+			mine = min(s.Spent(g.mono()), u.Reserved)
+		}
+	}
+	return u.Used - u.Reserved + mine, u.Reserved - mine, u.Remaining, reset, err
 }
 
 // reset starts key's current window over in Redis.

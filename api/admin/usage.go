@@ -15,8 +15,11 @@ type Usage struct {
 	Rule  string `json:"rule"`
 	Key   string `json:"key"`
 	Limit int64  `json:"limit"`
-	// Used is set for quotas only: what the current window has used.
-	Used      *int64     `json:"used,omitempty"`
+	// Used is set for quotas only: what the current window has admitted.
+	Used *int64 `json:"used,omitempty"`
+	// Reserved is what Redis has granted to nodes' slices and they have not
+	// spent yet (global mode; 0 elsewhere): neither used nor available.
+	Reserved  int64      `json:"reserved"`
 	Remaining int64      `json:"remaining"`
 	ResetMs   int64      `json:"reset_ms"`
 	Mode      check.Mode `json:"mode"`
