@@ -61,6 +61,7 @@ func (f *fakeAdmin) ReportDemand(_ context.Context, r admin.DemandReport) error 
 	}
 	return f.err
 }
+func (f *fakeAdmin) HandOver(context.Context, string) error { return f.err }
 
 func adminRouter(a admin.Admin, token string) *gin.Engine {
 	gin.SetMode(gin.TestMode)

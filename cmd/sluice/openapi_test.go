@@ -95,11 +95,16 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 		{node: open, method: "POST", path: "/v1/cluster/join", body: `{"node_id": "n9", "raft_addr": "nowhere"}`, want: 400, invalidOnWire: true},
 		{node: open, method: "POST", path: "/v1/cluster/join", body: huge, want: 413, invalidOnWire: true},
 		{node: open, method: "DELETE", path: "/v1/cluster/nodes/nope", want: 404},
+		{node: open, method: "POST", path: "/v1/cluster/join", body: `{"node_id": "n9", "raft_addr": "127.0.0.1:1", "http_addr": "127.0.0.1:2"}`, want: 422},
 		{node: open, method: "DELETE", path: "/v1/cluster/nodes/n2", want: 200, leaderWrite: true},
+		{node: open, method: "DELETE", path: "/v1/cluster/nodes/n1", want: 409}, // the last voter
 		{node: open, method: "GET", path: "/v1/leases", want: 200},
 		{node: open, method: "POST", path: "/v1/internal/demand", body: `{"node_id": "n1", "rates": {"ping": 1.5}}`, want: 200, leaderWrite: true},
 		{node: open, method: "POST", path: "/v1/internal/demand", body: `{"node_id": "n1", "rates": {"ping": "fast"}}`, want: 400, invalidOnWire: true},
 		{node: open, method: "POST", path: "/v1/internal/demand", body: huge, want: 413, invalidOnWire: true},
+		{node: open, method: "POST", path: "/v1/internal/handover", body: `{"node_id": "gone"}`, want: 200, leaderWrite: true},
+		{node: open, method: "POST", path: "/v1/internal/handover", body: `{"node_id": ""}`, want: 400, invalidOnWire: true},
+		{node: open, method: "POST", path: "/v1/internal/handover", body: huge, want: 413, invalidOnWire: true},
 		// the node with an admin token refuses a wrong one on every admin route
 		{node: guarded, method: "GET", path: "/v1/cluster", header: bearer, want: 401},
 		{node: guarded, method: "POST", path: "/v1/cluster/join", body: self, header: bearer, want: 401},
@@ -109,6 +114,7 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 		{node: guarded, method: "GET", path: "/v1/leases", header: bearer, want: 401},
 		{node: guarded, method: "POST", path: "/v1/usage/reset", body: `{"rule": "login", "key": "x"}`, header: bearer, want: 401},
 		{node: guarded, method: "POST", path: "/v1/internal/demand", body: `{"node_id": "n1", "rates": {}}`, header: bearer, want: 401},
+		{node: guarded, method: "POST", path: "/v1/internal/handover", body: `{"node_id": "n1"}`, header: bearer, want: 401},
 		// the node that never reached its cluster: no leader, no rules
 		{node: lost, method: "POST", path: "/v1/check", body: loginCheck, want: 503},
 		{node: lost, method: "POST", path: "/v1/check/batch", body: `{"requests": [` + loginCheck + `]}`, want: 503},
@@ -118,6 +124,7 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 		{node: lost, method: "POST", path: "/v1/cluster/join", body: self, want: 503},
 		{node: lost, method: "DELETE", path: "/v1/cluster/nodes/n1", want: 503},
 		{node: lost, method: "POST", path: "/v1/internal/demand", body: `{"node_id": "n1", "rates": {}}`, want: 503},
+		{node: lost, method: "POST", path: "/v1/internal/handover", body: `{"node_id": "n1"}`, want: 503},
 	}
 	seen := map[string]bool{}
 	for _, c := range calls {
