@@ -443,7 +443,7 @@ func TestAdminHTTPThroughRealRoutes(t *testing.T) {
 	if code != http.StatusBadRequest || body["field"] != "extra" {
 		t.Fatalf("join with unknown field: %d %v", code, body)
 	}
-	code, body = do("PUT", "/v1/rules", testToken, `{"rules":[{"name":"a","key":["ip"],"limit":{"rate":-1,"per":"1s"}},{"name":"b","key":[],"limit":{"rate":1,"per":"1s"}}]}`)
+	code, body = do("PUT", "/v1/rules", testToken, `{"rules":[{"name":"a","key":["ip"],"limit":{"rate":-1,"per":"1s"}},{"name":"b","key":["ip"],"limit":{"rate":1,"per":"soon"}}]}`)
 	fields, _ := body["fields"].([]any)
 	if code != http.StatusBadRequest || len(fields) < 2 || !strings.HasPrefix(body["field"].(string), "rules[0]") {
 		t.Fatalf("PUT invalid rules: %d %v", code, body)
