@@ -131,7 +131,13 @@ func TestPartitionsUnderLoad(t *testing.T) {
 				t.Errorf("%s still in fallback %v after its Redis link returned, want at most %v", cut.ID, back, recoverWithin)
 			}
 		}
-		if bound := partitionExcessBound(ph.name, ph.share); got > bound {
+		bound := partitionExcessBound(ph.name, ph.share)
+		if ph.name == "raft" && !inFallback(outcomes, c.Nodes, ph.from, ph.to) {
+			// Redis stayed healthy for every node and none took a slow
+			// round trip for an outage: the promise is ε = 0.
+			bound = faultEpsJitter
+		}
+		if got > bound {
 			t.Errorf("cut from %s: excess %.1f over burst + rate·Δ, want at most %.1f", ph.name, got, bound)
 		}
 	}
@@ -152,10 +158,22 @@ const (
 	withholdWhenSilent  = 2500 * time.Millisecond
 )
 
+// inFallback reports whether any of nodes answered in fallback mode to a
+// request sent between from and to.
+func inFallback(outcomes []systest.Outcome, nodes []*systest.Proc, from, to time.Duration) bool {
+	for _, p := range nodes {
+		if _, _, ok := modeSpan(outcomes, p.ID, "fallback", from, to); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // partitionExcessBound is the over-admission each partition may cause; no
 // bound depends on how long the cut lasts. Cut from raft alone, the node
-// still spends Redis slices: ε is only the occasional switch into fallback
-// of a loaded machine. Cut from Redis (or from both), the node decides in
+// still spends Redis slices: ε is 0 (faultEpsJitter, asserted by the
+// caller) unless a loaded machine's slow round trip switched a node into
+// fallback, an episode with its ε. Cut from Redis (or from both), the node decides in
 // fallback from its lease share while the others keep drawing from Redis
 // at rate·(1 − share) once they withhold it: its fallback bucket
 // (burst·share) plus rate·share for as long as the withholding takes.
