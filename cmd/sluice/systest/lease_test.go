@@ -71,31 +71,29 @@ func checkLease(t *testing.T, what string, admits []accuracy.Admit, outcomes []s
 // TestLeaseModeEvenLoad: every node sees 75 checks/s of a 100/s limit.
 // Without leases each node would admit its whole 75/s (2.25× the limit).
 func TestLeaseModeEvenLoad(t *testing.T) {
-	c := systest.StartCluster(t, leaseOptions(), leaseOptions(), leaseOptions())
-	rec := accuracy.NewRecorder()
-	load := startPacedLoad(t, rec, workers(c.Nodes, 3, 3, 3))
-	waitMode(t, load, rec, c.Nodes, "lease", 0, 10*time.Second)
-	from := rec.Now() + 2*time.Second
-	hold(10 * time.Second)
-	to := rec.Now()
-	load.Stop()
-	requireAnswers(t, load.Outcomes(), c.Nodes...)
-	checkLease(t, "even load", rec.Admits(), load.Outcomes(), from, to, 0.9)
+	steadyLeaseLoad(t, "even load", []int{3, 3, 3}, 0.9)
 }
 
 // TestLeaseModeSkewedLoad: 78/11/11 of 225 checks/s; the busy node's share
 // follows its demand.
 func TestLeaseModeSkewedLoad(t *testing.T) {
+	steadyLeaseLoad(t, "80/10/10 skew", []int{7, 1, 1}, 0.85)
+}
+
+// steadyLeaseLoad drives three nodes in lease mode with per-node worker
+// counts for 10 s and checks the envelope and the utilisation goal, from
+// 2 s after every node decides in lease mode.
+func steadyLeaseLoad(t *testing.T, what string, perNode []int, goal float64) {
 	c := systest.StartCluster(t, leaseOptions(), leaseOptions(), leaseOptions())
 	rec := accuracy.NewRecorder()
-	load := startPacedLoad(t, rec, workers(c.Nodes, 7, 1, 1))
+	load := startPacedLoad(t, rec, workers(c.Nodes, perNode...))
 	waitMode(t, load, rec, c.Nodes, "lease", 0, 10*time.Second)
 	from := rec.Now() + 2*time.Second
 	hold(10 * time.Second)
 	to := rec.Now()
 	load.Stop()
 	requireAnswers(t, load.Outcomes(), c.Nodes...)
-	checkLease(t, "80/10/10 skew", rec.Admits(), load.Outcomes(), from, to, 0.85)
+	checkLease(t, what, rec.Admits(), load.Outcomes(), from, to, goal)
 }
 
 // TestLeaseModeMovingHotSpot: every node sees 25 checks/s, and a hot spot
