@@ -228,8 +228,18 @@ func (n *Node) HandOver(ctx context.Context, id string) error {
 		func() error {
 			n.membership.Lock()
 			defer n.membership.Unlock()
-			n.left[id] = time.Now()
-			if s, ok := serverByID(n.servers(), id); !ok || s.Suffrage != raft.Voter {
+			s, ok := serverByID(n.servers(), id)
+			if !ok {
+				return nil // not a member: nothing to hand over, nothing to remember
+			}
+			now := time.Now()
+			for other := range n.left {
+				if !n.leaving(other, now) {
+					delete(n.left, other) // only members, and only lately: n.left stays small
+				}
+			}
+			n.left[id] = now
+			if s.Suffrage != raft.Voter {
 				return nil
 			}
 			if id == n.cfg.ID && n.voters() > 1 {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -104,4 +105,23 @@ func TestLeaveHandsOverTheVote(t *testing.T) {
 		t.Fatalf("%s lost its vote with nobody to take it: %v", voter.id, suffrages(next.node))
 	}
 	c.waitRules(c.setRules(voter, 9), 3*time.Second)
+}
+
+// TestHandOverRemembersOnlyMembers: hand-over requests naming nodes that
+// are not members change nothing and leave no trace, so the leader's memory
+// of leaving nodes is bounded by the membership whatever callers send.
+func TestHandOverRemembersOnlyMembers(t *testing.T) {
+	c := startCluster(t, 1)
+	leader := c.leader()
+	for i := range 100 {
+		if err := leader.node.HandOver(bg(), fmt.Sprintf("ghost-%d", i)); err != nil {
+			t.Fatalf("hand-over of a non-member: %v", err)
+		}
+	}
+	leader.node.membership.Lock()
+	n := len(leader.node.left)
+	leader.node.membership.Unlock()
+	if n != 0 {
+		t.Fatalf("the leader remembers %d leaving nodes after hand-overs of non-members, want 0", n)
+	}
 }
