@@ -44,6 +44,19 @@ type NodeStatus struct {
 	Healthy bool   `json:"healthy"`
 }
 
+// Role is the member's part in the cluster: "leader", "voter" (counts for
+// the quorum) or "non-voter" (receives the log and decides, but never
+// votes).
+func (s NodeStatus) Role() string {
+	switch {
+	case s.State == "leader":
+		return "leader"
+	case s.Voter:
+		return "voter"
+	}
+	return "non-voter"
+}
+
 // ClusterStatus is the body of GET /v1/cluster.
 type ClusterStatus struct {
 	Leader string       `json:"leader"`

@@ -39,6 +39,7 @@ func (f *fakeCluster) start(t *testing.T) string {
 		c.JSON(200, admin.ClusterStatus{Leader: "n1", Term: 7, Nodes: []admin.NodeStatus{
 			{ID: "n1", RaftAddr: "127.0.0.1:7001", HTTPAddr: "127.0.0.1:8001", Voter: true, State: "leader", Healthy: true},
 			{ID: "n2", RaftAddr: "127.0.0.1:7002", Voter: true, State: "follower"},
+			{ID: "n3", RaftAddr: "127.0.0.1:7003", HTTPAddr: "127.0.0.1:8003", State: "follower", Healthy: true},
 		}})
 	})
 	r.GET("/v1/leases", func(c *gin.Context) {
@@ -88,7 +89,10 @@ func TestClusterStatusCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"leader: n1", "term:   7", "n2", "follower", "127.0.0.1:8001", "(none)",
+	for _, want := range []string{"leader: n1", "term:   7",
+		"n1  leader     healthy    127.0.0.1:7001  127.0.0.1:8001",
+		"n2  voter      unhealthy  127.0.0.1:7002  (none)",
+		"n3  non-voter  healthy    127.0.0.1:7003  127.0.0.1:8003",
 		"per-ip  n1    0.783  8.4s", "per-ip  n2    0.050  (floor only)  withheld"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status output lacks %q:\n%s", want, out)
@@ -98,7 +102,7 @@ func TestClusterStatusCommand(t *testing.T) {
 		return runCluster([]string{"status", "--json", "--addr", addr, "--token", "t0k"}, o, e)
 	})
 	var st admin.ClusterStatus
-	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st.Nodes) != 2 {
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st.Nodes) != 3 {
 		t.Fatalf("status --json: exit %d, %q", code, out)
 	}
 }

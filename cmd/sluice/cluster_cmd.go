@@ -93,9 +93,9 @@ func runClusterSub(sub string, args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "leader: %s\nterm:   %d\n\n", orNone(st.Leader), st.Term)
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSTATE\tVOTER\tHEALTHY\tRAFT\tHTTP")
+		fmt.Fprintln(tw, "ID\tROLE\tHEALTH\tRAFT\tHTTP")
 		for _, n := range st.Nodes {
-			fmt.Fprintf(tw, "%s\t%s\t%t\t%t\t%s\t%s\n", n.ID, n.State, n.Voter, n.Healthy, n.RaftAddr, orNone(n.HTTPAddr))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.ID, n.Role(), health(n.Healthy), n.RaftAddr, orNone(n.HTTPAddr))
 		}
 		tw.Flush()
 		leases, err := f.client().Leases(ctx)
@@ -161,6 +161,15 @@ func printJSON(stdout, stderr io.Writer, v any) int {
 		return 1
 	}
 	return 0
+}
+
+// health words the leader's view of a member: it answers raft heartbeats
+// and reports demand, or it does not.
+func health(healthy bool) string {
+	if healthy {
+		return "healthy"
+	}
+	return "unhealthy"
 }
 
 func orNone(s string) string {

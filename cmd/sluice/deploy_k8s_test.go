@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"path"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/goccy/go-yaml"
 
@@ -58,6 +60,9 @@ type k8sContainer struct {
 		Name          string `yaml:"name"`
 		ContainerPort int    `yaml:"containerPort"`
 	} `yaml:"ports"`
+	Resources struct {
+		Requests map[string]string `yaml:"requests"`
+	} `yaml:"resources"`
 	LivenessProbe  k8sProbe `yaml:"livenessProbe"`
 	ReadinessProbe k8sProbe `yaml:"readinessProbe"`
 	VolumeMounts   []struct {
@@ -76,7 +81,8 @@ type k8sStatefulSet struct {
 		Template            struct {
 			Metadata k8sMeta `yaml:"metadata"`
 			Spec     struct {
-				SecurityContext struct {
+				TerminationGracePeriodSeconds int `yaml:"terminationGracePeriodSeconds"`
+				SecurityContext               struct {
 					RunAsUser int `yaml:"runAsUser"`
 				} `yaml:"securityContext"`
 				Containers []k8sContainer `yaml:"containers"`
@@ -101,6 +107,37 @@ type k8sPDB struct {
 	} `yaml:"spec"`
 }
 
+type k8sHPA struct {
+	APIVersion string `yaml:"apiVersion"`
+	Spec       struct {
+		ScaleTargetRef struct {
+			APIVersion string `yaml:"apiVersion"`
+			Kind       string `yaml:"kind"`
+			Name       string `yaml:"name"`
+		} `yaml:"scaleTargetRef"`
+		MinReplicas int `yaml:"minReplicas"`
+		MaxReplicas int `yaml:"maxReplicas"`
+		Metrics     []struct {
+			Type     string `yaml:"type"`
+			Resource struct {
+				Name   string `yaml:"name"`
+				Target struct {
+					Type               string `yaml:"type"`
+					AverageUtilization int    `yaml:"averageUtilization"`
+				} `yaml:"target"`
+			} `yaml:"resource"`
+		} `yaml:"metrics"`
+		Behavior struct {
+			ScaleDown struct {
+				Policies []struct {
+					Type  string `yaml:"type"`
+					Value int    `yaml:"value"`
+				} `yaml:"policies"`
+			} `yaml:"scaleDown"`
+		} `yaml:"behavior"`
+	} `yaml:"spec"`
+}
+
 // k8sManifests reads deploy/kubernetes/sluice.yaml, one object per kind
 // (Services by name).
 type k8sManifests struct {
@@ -108,6 +145,7 @@ type k8sManifests struct {
 	services   map[string]k8sService
 	sts        k8sStatefulSet
 	pdb        k8sPDB
+	hpa        k8sHPA
 }
 
 func loadK8s(t *testing.T) k8sManifests {
@@ -136,6 +174,8 @@ func loadK8s(t *testing.T) k8sManifests {
 			err = yaml.Unmarshal([]byte(doc), &m.sts)
 		case "PodDisruptionBudget":
 			err = yaml.Unmarshal([]byte(doc), &m.pdb)
+		case "HorizontalPodAutoscaler":
+			err = yaml.Unmarshal([]byte(doc), &m.hpa)
 		default:
 			t.Fatalf("sluice.yaml: unexpected kind %q", head.Kind)
 		}
@@ -143,8 +183,9 @@ func loadK8s(t *testing.T) k8sManifests {
 			t.Fatalf("sluice.yaml %s: %v", head.Kind, err)
 		}
 	}
-	if kinds["StatefulSet"] != 1 || kinds["PodDisruptionBudget"] != 1 || kinds["Service"] != 2 || kinds["ConfigMap"] != 1 {
-		t.Fatalf("sluice.yaml kinds %v; want a StatefulSet, a PDB, two Services, a ConfigMap", kinds)
+	if kinds["StatefulSet"] != 1 || kinds["PodDisruptionBudget"] != 1 || kinds["HorizontalPodAutoscaler"] != 1 ||
+		kinds["Service"] != 2 || kinds["ConfigMap"] != 1 {
+		t.Fatalf("sluice.yaml kinds %v; want a StatefulSet, a PDB, an HPA, two Services, a ConfigMap", kinds)
 	}
 	return m
 }
@@ -154,8 +195,8 @@ var envRef = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
 // The manifests fit the binary and each other: serve settings the binary
 // accepts, stable identities through the headless Service, the same --join
 // for every pod with the first pod bootstrapping, probes on /healthz and
-// /readyz, the data dir on a volume, rules from the ConfigMap, selectors that
-// select the pods, and a PDB that keeps a raft majority.
+// /readyz, the data dir on a volume, rules from the ConfigMap, and selectors
+// that select the pods. Scaling is checked by TestKubernetesScaling.
 func TestKubernetesManifests(t *testing.T) {
 	m := loadK8s(t)
 	flags := serveFlagNames(t)
@@ -204,10 +245,6 @@ func TestKubernetesManifests(t *testing.T) {
 	if set["raft-advertise"] != "$(POD_NAME)"+domain+raftPort || set["http-advertise"] != "$(POD_NAME)"+domain+httpPort {
 		t.Errorf("advertised addresses %q, %q are not the pod's stable DNS names", set["raft-advertise"], set["http-advertise"])
 	}
-	first := sts.Metadata.Name + "-0"
-	if firstHTTP := strings.ReplaceAll(set["http-advertise"], "$(POD_NAME)", first); set["join"] != firstHTTP {
-		t.Errorf("--join %q; want the first pod's advertised address %q (which it skips, and so bootstraps)", set["join"], firstHTTP)
-	}
 	if sts.Spec.PodManagementPolicy != "Parallel" {
 		t.Errorf("podManagementPolicy %q: after a full stop OrderedReady waits for a pod that needs its peers to become ready", sts.Spec.PodManagementPolicy)
 	}
@@ -255,8 +292,8 @@ func TestKubernetesManifests(t *testing.T) {
 	selects := func(sel map[string]string) bool {
 		return len(sel) > 0 && subset(sel, labels)
 	}
-	if !selects(sts.Spec.Selector.MatchLabels) || !selects(m.pdb.Spec.Selector.MatchLabels) {
-		t.Errorf("StatefulSet or PDB selector does not select the pods %v", labels)
+	if !selects(sts.Spec.Selector.MatchLabels) {
+		t.Errorf("StatefulSet selector does not select the pods %v", labels)
 	}
 	for name, s := range m.services {
 		if !selects(s.Spec.Selector) {
@@ -268,8 +305,94 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 		}
 	}
-	if n, down := sts.Spec.Replicas, m.pdb.Spec.MaxUnavailable; down < 1 || n-down <= n/2 {
-		t.Errorf("PDB maxUnavailable %d of %d replicas: a raft majority must stay up, and drains must be possible", down, n)
+}
+
+// The StatefulSet scales without manual steps: every pod --join's the first
+// pods (any can let a newcomer in; the first bootstraps), an HPA on CPU owns
+// the replica count and never goes below the voting core, scale-down goes
+// one pod at a time, the PDB keeps the smallest core's quorum through
+// drains, and a pod's termination grace covers the vote hand-over.
+func TestKubernetesScaling(t *testing.T) {
+	m := loadK8s(t)
+	sts, hpa := m.sts, m.hpa.Spec
+	pod := sts.Spec.Template
+	c := pod.Spec.Containers[0]
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	set := serveSettings(t, "StatefulSet", serveFlagNames(t), env, c.Args)
+
+	if ref := hpa.ScaleTargetRef; m.hpa.APIVersion != "autoscaling/v2" || ref.APIVersion != "apps/v1" ||
+		ref.Kind != "StatefulSet" || ref.Name != sts.Metadata.Name {
+		t.Errorf("HPA %s targets %+v; want autoscaling/v2 on apps/v1 StatefulSet %s", m.hpa.APIVersion, ref, sts.Metadata.Name)
+	}
+	if sts.Spec.Replicas != 0 {
+		t.Errorf("StatefulSet replicas %d: with an HPA the manifest must not set them (every apply would reset the HPA's count)", sts.Spec.Replicas)
+	}
+	cpu := false
+	for _, metric := range hpa.Metrics {
+		r := metric.Resource
+		cpu = cpu || (metric.Type == "Resource" && r.Name == "cpu" && r.Target.Type == "Utilization" &&
+			r.Target.AverageUtilization > 0 && r.Target.AverageUtilization <= 100)
+	}
+	if !cpu || c.Resources.Requests["cpu"] == "" {
+		t.Errorf("HPA metrics %+v, container cpu request %q: want CPU utilization of a container that requests CPU", hpa.Metrics, c.Resources.Requests["cpu"])
+	}
+	voters, err := strconv.Atoi(cmp.Or(set["voters"], "0"))
+	if err != nil {
+		t.Fatalf("--voters %q: %v", set["voters"], err)
+	}
+	const autoCore = 3 // the smallest auto core (node/membership.go coreSize)
+	smallestCore := cmp.Or(voters, min(autoCore, hpa.MinReplicas))
+	if hpa.MinReplicas < smallestCore || hpa.MinReplicas < autoCore || hpa.MaxReplicas <= hpa.MinReplicas {
+		t.Errorf("HPA replicas %d..%d; want at least the voting core of %d, and room to grow", hpa.MinReplicas, hpa.MaxReplicas, autoCore)
+	}
+	policies := hpa.Behavior.ScaleDown.Policies
+	if len(policies) != 1 || policies[0].Type != "Pods" || policies[0].Value != 1 {
+		t.Errorf("HPA scale-down policies %+v; want one pod at a time, so a leaving voter finds a non-voter that stays", policies)
+	}
+
+	if !subset(m.pdb.Spec.Selector.MatchLabels, pod.Metadata.Labels) || len(m.pdb.Spec.Selector.MatchLabels) == 0 {
+		t.Errorf("PDB selects %v, not the pods %v", m.pdb.Spec.Selector.MatchLabels, pod.Metadata.Labels)
+	}
+	if down := m.pdb.Spec.MaxUnavailable; down < 1 || smallestCore-down < smallestCore/2+1 {
+		t.Errorf("PDB maxUnavailable %d: a core of %d voters must keep its quorum of %d, and drains must be possible",
+			down, smallestCore, smallestCore/2+1)
+	}
+
+	grace := time.Duration(pod.Spec.TerminationGracePeriodSeconds) * time.Second
+	if grace < 2*shutdownTimeout {
+		t.Errorf("terminationGracePeriodSeconds %v; a graceful stop (hand-over %v, then drain) takes up to %v before raft closes",
+			grace, leaveTimeout, shutdownTimeout)
+	}
+	voterGrace, err1 := time.ParseDuration(set["autopilot-voter-grace"])
+	removeAfter, err2 := time.ParseDuration(set["autopilot-remove-after"])
+	if err1 != nil || err2 != nil || removeAfter <= voterGrace {
+		t.Errorf("autopilot grace %q, remove after %q: want durations, removal after the vote has moved", set["autopilot-voter-grace"], set["autopilot-remove-after"])
+	}
+
+	// The same --join on every pod, naming pods that always exist.
+	advertise := func(i int) string {
+		return strings.ReplaceAll(set["http-advertise"], "$(POD_NAME)", sts.Metadata.Name+"-"+strconv.Itoa(i))
+	}
+	seeds := splitList(set["join"])
+	for i, seed := range seeds {
+		if i >= hpa.MinReplicas || seed != advertise(i) {
+			t.Errorf("--join entry %d is %q; want pod %d's advertised address %q, a pod the HPA always keeps", i, seed, i, advertise(i))
+		}
+	}
+	if len(seeds) < 2 {
+		t.Errorf("--join %q: a new pod must be able to join while sluice-0 is down", set["join"])
+	}
+	if got := joinTargets(set["join"], advertise(0)); len(got) != 0 {
+		t.Errorf("the first pod joins %v; it must bootstrap", got)
+	}
+	if got := joinTargets(set["join"], advertise(1)); len(got) != len(seeds)-1 {
+		t.Errorf("the second pod joins %v; want every seed but itself", got)
+	}
+	if got := joinTargets(set["join"], advertise(hpa.MaxReplicas-1)); len(got) != len(seeds) {
+		t.Errorf("the last pod the HPA may add joins %v; want every seed %v", got, seeds)
 	}
 }
 

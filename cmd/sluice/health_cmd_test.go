@@ -58,18 +58,27 @@ func TestLocalHTTPAddr(t *testing.T) {
 	}
 }
 
-// Every StatefulSet pod gets the first pod's address in --join; the first
-// pod must see an empty list (and bootstrap), the others that address.
+// Every StatefulSet pod gets the first pods' addresses in --join; the first
+// pod (the seed) must see an empty list and bootstrap, the others every
+// address but their own.
 func TestJoinTargetsSkipSelf(t *testing.T) {
 	const first = "sluice-0.sluice-raft.ns.svc.cluster.local:8000"
+	const second = "sluice-1.sluice-raft.ns.svc.cluster.local:8000"
 	if got := joinTargets(first, first); len(got) != 0 {
 		t.Errorf("first pod joins %v, want nothing", got)
 	}
 	if got := joinTargets("http://"+first+"/", first); len(got) != 0 {
 		t.Errorf("first pod (http:// form) joins %v, want nothing", got)
 	}
-	got := joinTargets(first+", other:8000", "sluice-1.sluice-raft.ns.svc.cluster.local:8000")
+	if got := joinTargets(first+","+second+",other:8000", first); len(got) != 0 {
+		t.Errorf("first pod, listed first of three, joins %v, want nothing", got)
+	}
+	got := joinTargets(first+", "+second+", other:8000", second)
 	if len(got) != 2 || got[0] != first || got[1] != "other:8000" {
 		t.Errorf("second pod joins %v, want [%s other:8000]", got, first)
+	}
+	got = joinTargets(second+","+first, first)
+	if len(got) != 1 || got[0] != second {
+		t.Errorf("a node listed after the seed joins %v, want [%s]", got, second)
 	}
 }

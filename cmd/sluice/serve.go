@@ -57,7 +57,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.httpAdvertise, "http-advertise", "", "HTTP address other nodes use to reach this one [derived]")
 	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:7000", "raft listen address")
 	fs.StringVar(&f.raftAdvertise, "raft-advertise", "", "raft address other nodes use [raft-addr]")
-	fs.StringVar(&f.join, "join", "", "comma-separated HTTP addresses of existing members (this node's own --http-advertise is skipped)")
+	fs.StringVar(&f.join, "join", "", "comma-separated HTTP addresses of existing members; this node's own --http-advertise is skipped, and as the first entry makes it the seed that bootstraps")
 	fs.StringVar(&f.rulesFile, "rules", "", "rules applied when this node bootstraps a new cluster [testdata/rules.json when present]")
 	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token for the admin API and node-to-node calls")
 	fs.StringVar(&f.grpcAddr, "grpc-addr", "", "Envoy rate limit service (gRPC) listen address, e.g. :8081 [off]")
@@ -99,6 +99,14 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
+
+// A graceful shutdown takes at most shutdownTimeout, of which handing the
+// vote over takes at most leaveTimeout (a container's termination grace
+// period must cover it: deploy/kubernetes/sluice.yaml).
+const (
+	shutdownTimeout = 10 * time.Second
+	leaveTimeout    = 5 * time.Second
+)
 
 // serve runs a node until ctx ends (SIGTERM or SIGINT in production), then
 // shuts down gracefully: stop accepting, finish in-flight requests, settle
@@ -246,11 +254,11 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 		_ = n.Close()
 		return fmt.Errorf("grpc: %w", err)
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	// Hand leadership and the vote over while this node still serves, so
 	// its absence costs the quorum nothing (node.Leave).
-	leaveCtx, cancelLeave := context.WithTimeout(shutdownCtx, 5*time.Second)
+	leaveCtx, cancelLeave := context.WithTimeout(shutdownCtx, leaveTimeout)
 	if err := n.Leave(leaveCtx); err != nil {
 		logger.Warn("leaving the voting core", "err", err)
 	}
@@ -327,13 +335,18 @@ func advertisedHTTP(f serveFlags, ln net.Addr) string {
 }
 
 // joinTargets is --join without this node's own address, so every member of
-// a StatefulSet can be given the same --join (the first pod's address): that
-// pod finds only itself listed and bootstraps, the others join it.
+// a StatefulSet can be given the same --join (the first pods' addresses,
+// any of which can let a new pod in). The first address is the seed: the
+// node it names joins no one, so a new one bootstraps the cluster (the
+// others join it); a restarted one rejoins from its raft state.
 func joinTargets(join, self string) []string {
 	var out []string
-	for _, target := range splitList(join) {
-		if strings.TrimRight(trimScheme(target), "/") != self {
+	for i, target := range splitList(join) {
+		switch {
+		case strings.TrimRight(trimScheme(target), "/") != self:
 			out = append(out, target)
+		case i == 0:
+			return nil
 		}
 	}
 	return out

@@ -189,9 +189,14 @@ func TestCLIAdminCommandsAgainstRealNodes(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "leader: "+leader.ID) || !strings.Contains(out, "leases:") {
 		t.Fatalf("cluster status: exit %d\n%s%s", code, out, errOut)
 	}
+	roles := statusRoles(out)
 	for _, p := range c.Nodes {
-		if !strings.Contains(out, p.ID+" ") || !strings.Contains(out, p.RaftAddr) {
-			t.Errorf("cluster status does not list %s at %s:\n%s", p.ID, p.RaftAddr, out)
+		want := "voter healthy"
+		if p == leader {
+			want = "leader healthy"
+		}
+		if !strings.Contains(out, p.RaftAddr) || roles[p.ID] != want {
+			t.Errorf("cluster status lists %s as %q, want %q at %s:\n%s", p.ID, roles[p.ID], want, p.RaftAddr, out)
 		}
 	}
 	code, out, _ = cli("cluster", "status", "--json")
@@ -219,6 +224,19 @@ func TestCLIAdminCommandsAgainstRealNodes(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// statusRoles reads the node table of `sluice cluster status`: node id →
+// "ROLE HEALTH", e.g. "non-voter unhealthy".
+func statusRoles(out string) map[string]string {
+	roles := map[string]string{}
+	table, _, _ := strings.Cut(out, "\nleases:")
+	for _, line := range strings.Split(table, "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] != "ID" && !strings.HasSuffix(f[0], ":") {
+			roles[f[0]] = f[1] + " " + f[2]
+		}
+	}
+	return roles
 }
 
 // rulesWithToken reads GET /v1/rules from p with the admin token.
