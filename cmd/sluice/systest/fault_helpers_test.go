@@ -63,27 +63,38 @@ func requireNoFallback(t *testing.T, outcomes []systest.Outcome) {
 
 var faultRules = tenantRules(faultRate, faultBurst)
 
+// bucket is what a load drives: the rule whose bucket it fills, the key
+// the recorder files admits under, and the check bodies the workers send
+// (taking turns), which all land in that one bucket.
+type bucket struct {
+	rule, key string
+	bodies    []string
+}
+
+// tenantBucket is the acme tenant's bucket of tenantRules.
+var tenantBucket = bucket{rule: "tenant", key: faultKey, bodies: []string{faultBody}}
+
 // tenantRules limits each tenant to rate per second with burst.
 func tenantRules(rate, burst int) string {
 	return fmt.Sprintf(`{"rules": [{"name": "tenant", "key": ["tenant"], "limit": {"rate": %d, "per": "1s", "burst": %d}}]}`,
 		rate, burst)
 }
 
-// startFaultLoad drives the tenant's bucket from every node of nodes.
-func startFaultLoad(t *testing.T, nodes []*systest.Proc) (*systest.Load, *accuracy.Recorder) {
+// startFaultLoad drives b from every node of nodes, as fast as they answer.
+func startFaultLoad(t *testing.T, nodes []*systest.Proc, b bucket) (*systest.Load, *accuracy.Recorder) {
 	t.Helper()
 	rec := accuracy.NewRecorder()
-	return systest.StartLoad(t, systest.LoadConfig{Nodes: nodes, Body: faultBody, Key: faultKey, Recorder: rec}), rec
+	return systest.StartLoad(t, systest.LoadConfig{Nodes: nodes, Bodies: b.bodies, Key: b.key, Recorder: rec}), rec
 }
 
-// startSteadyLoad drives the tenant's bucket from every node of c and
-// returns once every node decides in global mode from a leased share, and
-// the load has run a second more: the steady state each fault starts from.
-func startSteadyLoad(t *testing.T, c *systest.Cluster) (*systest.Load, *accuracy.Recorder) {
+// startSteadyLoad drives b from every node of c and returns once every
+// node decides in global mode from a leased share, and the load has run a
+// second more: the steady state each fault starts from.
+func startSteadyLoad(t *testing.T, c *systest.Cluster, b bucket) (*systest.Load, *accuracy.Recorder) {
 	t.Helper()
-	load, rec := startFaultLoad(t, c.Nodes)
+	load, rec := startFaultLoad(t, c.Nodes, b)
 	waitMode(t, load, rec, c.Nodes, "global", 0, 10*time.Second)
-	waitLeases(t, c)
+	waitLeases(t, c, b.rule)
 	hold(time.Second)
 	return load, rec
 }
@@ -222,14 +233,14 @@ func timeline(outcomes []systest.Outcome) string {
 	return b.String()
 }
 
-// waitLeases waits until the leader has leased every node a share of the
-// tenant rule beyond its floor, so that fallback decides from real leases
+// waitLeases waits until the leader has leased every node a share of
+// rule beyond its floor, so that fallback decides from real leases
 // rather than floors alone (the leader allocates from demand reports, a few
 // seconds into the load with the default --lease-ttl).
-func waitLeases(t *testing.T, c *systest.Cluster) {
+func waitLeases(t *testing.T, c *systest.Cluster, rule string) {
 	t.Helper()
 	waitFor(t, 30*time.Second, "leases for every node", func() error {
-		leases, err := tenantLeases(c.Leader())
+		leases, err := ruleLeases(c.Leader(), rule)
 		if err != nil {
 			return err
 		}
@@ -242,8 +253,8 @@ func waitLeases(t *testing.T, c *systest.Cluster) {
 	})
 }
 
-// tenantLeases reads every node's lease of the tenant rule from p.
-func tenantLeases(p *systest.Proc) (map[string]admin.Lease, error) {
+// ruleLeases reads every node's lease of rule from p.
+func ruleLeases(p *systest.Proc, rule string) (map[string]admin.Lease, error) {
 	status, body, err := systest.Get(p.URL() + "/v1/leases")
 	if err != nil {
 		return nil, err
@@ -252,5 +263,5 @@ func tenantLeases(p *systest.Proc) (map[string]admin.Lease, error) {
 	if err := json.Unmarshal([]byte(body), &leases); err != nil {
 		return nil, fmt.Errorf("GET /v1/leases: %d %s: %w", status, body, err)
 	}
-	return leases["tenant"], nil
+	return leases[rule], nil
 }

@@ -17,7 +17,7 @@ func TestKillUnderLoad(t *testing.T) {
 	redis := redistest.StartServer(t)
 	opts := systest.Options{Rules: faultRules, Redis: redis.Addr(), RedisMode: "single", Args: healthyRedisArgs}
 	c := systest.StartCluster(t, opts, opts, opts)
-	load, rec := startSteadyLoad(t, c)
+	load, rec := startSteadyLoad(t, c, tenantBucket)
 
 	killAndRestart := func(role string, victim *systest.Proc) {
 		survivors := c.Others(victim)

@@ -37,7 +37,7 @@ func TestPartitionsUnderLoad(t *testing.T) {
 		}
 	}
 	cut, redisLink := c.Nodes[cutIdx], redisLinks[cutIdx]
-	load, rec := startSteadyLoad(t, c)
+	load, rec := startSteadyLoad(t, c, tenantBucket)
 
 	type phase struct {
 		name     string
@@ -48,7 +48,7 @@ func TestPartitionsUnderLoad(t *testing.T) {
 	// cutShare is the cut node's lease share as the leader sees it.
 	cutShare := func() float64 {
 		t.Helper()
-		leases, err := tenantLeases(systest.WaitLeader(t, c.Others(cut)...))
+		leases, err := ruleLeases(systest.WaitLeader(t, c.Others(cut)...), "tenant")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +76,7 @@ func TestPartitionsUnderLoad(t *testing.T) {
 		t.Helper()
 		other := c.Others(cut)[0]
 		waitFor(t, 10*time.Second, other.ID+" withholding "+cut.ID+"'s share", func() error {
-			leases, err := tenantLeases(other)
+			leases, err := ruleLeases(other, "tenant")
 			if err == nil && !leases[cut.ID].Withheld {
 				err = fmt.Errorf("GET /v1/leases on %s: %+v", other.ID, leases)
 			}

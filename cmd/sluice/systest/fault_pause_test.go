@@ -101,7 +101,7 @@ func TestPausedNodeSpendsNoStaleSliceRedisUp(t *testing.T) {
 func TestPausedNodeSpendsNoStaleLeaseRedisDown(t *testing.T) {
 	c, links := pauseCluster(t, faultRules)
 	paused := c.Nodes[2]
-	load, rec := startFaultLoad(t, c.Nodes)
+	load, rec := startFaultLoad(t, c.Nodes, tenantBucket)
 	waitMode(t, load, rec, c.Nodes, "global", 0, 10*time.Second)
 	hold(2 * time.Second)
 

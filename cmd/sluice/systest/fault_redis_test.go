@@ -6,6 +6,7 @@ import (
 
 	"github.com/sluicehq/sluice/cmd/sluice/systest"
 	"github.com/sluicehq/sluice/lua/redistest"
+	"github.com/sluicehq/sluice/node/accuracy"
 )
 
 // redisOutage is how long Redis stays down (issue 5: "Redis stopped for 10 s").
@@ -19,10 +20,17 @@ const recoverWithin = 2 * time.Second
 // nodes take far more traffic than the limit, then starts it again (empty,
 // as after a crash without persistence).
 func TestRedisStoppedUnderLoad(t *testing.T) {
+	redisStoppedUnderLoad(t, faultRules, tenantBucket)
+}
+
+// redisStoppedUnderLoad runs the Redis outage of TestRedisStoppedUnderLoad
+// against b, a bucket of rules limited to faultRate with faultBurst, and
+// checks every window against the fallback ε.
+func redisStoppedUnderLoad(t *testing.T, rules string, b bucket) {
 	redis := redistest.StartServer(t)
-	opts := systest.Options{Rules: faultRules, Redis: redis.Addr(), RedisMode: "single"}
+	opts := systest.Options{Rules: rules, Redis: redis.Addr(), RedisMode: "single"}
 	c := systest.StartCluster(t, opts, opts, opts)
-	load, rec := startSteadyLoad(t, c)
+	load, rec := startSteadyLoad(t, c, b)
 
 	stoppedAt := rec.Now()
 	redis.Stop()
@@ -51,8 +59,8 @@ func TestRedisStoppedUnderLoad(t *testing.T) {
 	outage := between(admits, stoppedAt, startedAt)
 	d := startedAt - stoppedAt
 	outageExcess, runExcess := excess(outage), excess(admits)
-	t.Logf("outage %v: admitted %d, rate·Δ %.0f, envelope excess %.1f; whole run %v: admitted %d, burst+rate·Δ %.0f, excess %.1f",
-		d.Round(time.Millisecond), len(outage), faultRate*d.Seconds(), outageExcess,
+	t.Logf("outage %v: admitted %d, rate·Δ %.0f, utilisation %.3f, envelope excess %.1f; whole run %v: admitted %d, burst+rate·Δ %.0f, excess %.1f",
+		d.Round(time.Millisecond), len(outage), faultRate*d.Seconds(), accuracy.Utilisation(outage, faultRate, stoppedAt, startedAt), outageExcess,
 		rec.Now().Round(time.Millisecond), len(admits), faultBurst+faultRate*rec.Now().Seconds(), runExcess)
 	// Windows inside the outage lie inside one fallback episode: ε ≤ M.
 	// Over the run, the episode's end adds b + M + r·P, and Redis restarted

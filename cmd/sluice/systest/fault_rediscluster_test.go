@@ -22,7 +22,7 @@ func TestRedisClusterMasterKilledUnderLoad(t *testing.T) {
 	rc := redistest.StartCluster(t)
 	opts := systest.Options{Rules: faultRules, Redis: strings.Join(rc.Addrs(), ","), RedisMode: "cluster"}
 	c := systest.StartCluster(t, opts, opts, opts)
-	load, rec := startSteadyLoad(t, c)
+	load, rec := startSteadyLoad(t, c, tenantBucket)
 
 	master := rc.MasterFor(bucketKey(t, rc.Addrs()))
 	killedAt := rec.Now()

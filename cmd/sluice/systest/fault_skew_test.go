@@ -34,13 +34,13 @@ func TestDemandSkewSharesInFallback(t *testing.T) {
 
 	started := rec.Now()
 	waitFor(t, 5*leaseTTL, busy.ID+"'s share to reach 0.7", func() error {
-		leases, err := tenantLeases(busy)
+		leases, err := ruleLeases(busy, "tenant")
 		if err == nil && leases[busy.ID].Share < 0.7 {
 			err = fmt.Errorf("leases: %+v", leases)
 		}
 		return err
 	})
-	leases, err := tenantLeases(busy)
+	leases, err := ruleLeases(busy, "tenant")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,8 +29,11 @@ const (
 
 var leaseRules = tenantRules(leaseRate, leaseBurst)
 
-func leaseOptions() systest.Options {
-	return systest.Options{Rules: leaseRules, Args: []string{"--lease-ttl=" + leaseTTL.String(), "--max-clock-skew=200ms"}}
+func leaseOptions() systest.Options { return leaseOptionsFor(leaseRules) }
+
+// leaseOptionsFor are leaseOptions with another rules document.
+func leaseOptionsFor(rules string) systest.Options {
+	return systest.Options{Rules: rules, Args: []string{"--lease-ttl=" + leaseTTL.String(), "--max-clock-skew=200ms"}}
 }
 
 // workers lists each node of nodes per[i] times: the targets of one paced
@@ -45,10 +48,11 @@ func workers(nodes []*systest.Proc, per ...int) []*systest.Proc {
 	return out
 }
 
-func startPacedLoad(t *testing.T, rec *accuracy.Recorder, targets []*systest.Proc) *systest.Load {
+// startPacedLoad drives b with one paced worker per target.
+func startPacedLoad(t *testing.T, rec *accuracy.Recorder, targets []*systest.Proc, b bucket) *systest.Load {
 	t.Helper()
 	return systest.StartLoad(t, systest.LoadConfig{Nodes: targets, Workers: len(targets), Every: workerEvery,
-		Body: faultBody, Key: faultKey, Recorder: rec})
+		Bodies: b.bodies, Key: b.key, Recorder: rec})
 }
 
 // checkLease fails the test if any window of admits exceeds the envelope by
@@ -71,22 +75,23 @@ func checkLease(t *testing.T, what string, admits []accuracy.Admit, outcomes []s
 // TestLeaseModeEvenLoad: every node sees 75 checks/s of a 100/s limit.
 // Without leases each node would admit its whole 75/s (2.25× the limit).
 func TestLeaseModeEvenLoad(t *testing.T) {
-	steadyLeaseLoad(t, "even load", []int{3, 3, 3}, 0.9)
+	steadyLeaseLoad(t, "even load", leaseRules, tenantBucket, []int{3, 3, 3}, 0.9)
 }
 
 // TestLeaseModeSkewedLoad: 78/11/11 of 225 checks/s; the busy node's share
 // follows its demand.
 func TestLeaseModeSkewedLoad(t *testing.T) {
-	steadyLeaseLoad(t, "80/10/10 skew", []int{7, 1, 1}, 0.85)
+	steadyLeaseLoad(t, "80/10/10 skew", leaseRules, tenantBucket, []int{7, 1, 1}, 0.85)
 }
 
-// steadyLeaseLoad drives three nodes in lease mode with per-node worker
-// counts for 10 s and checks the envelope and the utilisation goal, from
-// 2 s after every node decides in lease mode.
-func steadyLeaseLoad(t *testing.T, what string, perNode []int, goal float64) {
-	c := systest.StartCluster(t, leaseOptions(), leaseOptions(), leaseOptions())
+// steadyLeaseLoad drives b of rules on three nodes in lease mode with
+// per-node worker counts for 10 s and checks the envelope and the
+// utilisation goal, from 2 s after every node decides in lease mode.
+func steadyLeaseLoad(t *testing.T, what, rules string, b bucket, perNode []int, goal float64) {
+	o := leaseOptionsFor(rules)
+	c := systest.StartCluster(t, o, o, o)
 	rec := accuracy.NewRecorder()
-	load := startPacedLoad(t, rec, workers(c.Nodes, perNode...))
+	load := startPacedLoad(t, rec, workers(c.Nodes, perNode...), b)
 	waitMode(t, load, rec, c.Nodes, "lease", 0, 10*time.Second)
 	from := rec.Now() + 2*time.Second
 	hold(10 * time.Second)
@@ -102,7 +107,7 @@ func TestLeaseModeMovingHotSpot(t *testing.T) {
 	const dwell = 3 * time.Second
 	c := systest.StartCluster(t, leaseOptions(), leaseOptions(), leaseOptions())
 	rec := accuracy.NewRecorder()
-	base := startPacedLoad(t, rec, c.Nodes)
+	base := startPacedLoad(t, rec, c.Nodes, tenantBucket)
 	waitMode(t, base, rec, c.Nodes, "lease", 0, 10*time.Second)
 	// Measured from the first move on: the moves are what is measured,
 	// not how the cluster first settles.
@@ -112,7 +117,7 @@ func TestLeaseModeMovingHotSpot(t *testing.T) {
 		if i == 1 {
 			from = rec.Now()
 		}
-		hot := startPacedLoad(t, rec, workers(c.Nodes[i%3:i%3+1], 6))
+		hot := startPacedLoad(t, rec, workers(c.Nodes[i%3:i%3+1], 6), tenantBucket)
 		hold(dwell)
 		hot.Stop()
 		outcomes = append(outcomes, hot.Outcomes()...)
@@ -130,7 +135,7 @@ func TestLeaseModeMovingHotSpot(t *testing.T) {
 func TestLeaseModeNodeKilled(t *testing.T) {
 	c := systest.StartCluster(t, leaseOptions(), leaseOptions(), leaseOptions())
 	rec := accuracy.NewRecorder()
-	load := startPacedLoad(t, rec, workers(c.Nodes, 3, 3, 3))
+	load := startPacedLoad(t, rec, workers(c.Nodes, 3, 3, 3), tenantBucket)
 	waitMode(t, load, rec, c.Nodes, "lease", 0, 10*time.Second)
 	hold(2 * time.Second)
 	victim := c.Nodes[2]
@@ -150,7 +155,7 @@ func TestLeaseModeNodeKilled(t *testing.T) {
 func TestLeaseModeNodeJoining(t *testing.T) {
 	c := systest.StartCluster(t, leaseOptions(), leaseOptions())
 	rec := accuracy.NewRecorder()
-	load := startPacedLoad(t, rec, workers(c.Nodes, 3, 3))
+	load := startPacedLoad(t, rec, workers(c.Nodes, 3, 3), tenantBucket)
 	waitMode(t, load, rec, c.Nodes, "lease", 0, 10*time.Second)
 	hold(2 * time.Second)
 	joinAt := rec.Now()
@@ -158,7 +163,7 @@ func TestLeaseModeNodeJoining(t *testing.T) {
 	o.ID, o.Join = "n3", []string{c.Nodes[0].HTTPAddr}
 	n3 := systest.StartNode(t, o)
 	n3.WaitReady()
-	more := startPacedLoad(t, rec, workers([]*systest.Proc{n3}, 3))
+	more := startPacedLoad(t, rec, workers([]*systest.Proc{n3}, 3), tenantBucket)
 	waitMode(t, more, rec, []*systest.Proc{n3}, "lease", joinAt, 10*time.Second)
 	from := rec.Now() + 2*time.Second
 	hold(8 * time.Second)

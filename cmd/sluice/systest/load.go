@@ -38,6 +38,10 @@ type LoadConfig struct {
 	Every time.Duration
 	// Body is the POST /v1/check body every request sends.
 	Body string
+	// Bodies, when set, replaces Body: worker i sends Bodies[i % len(Bodies)],
+	// so that requests differing in their attributes can land in one bucket
+	// (a key-less rule).
+	Bodies []string
 	// Key names the bucket Body lands in; admits are recorded under it.
 	Key string
 	// Recorder receives every admitted check, and its clock stamps outcomes.
@@ -79,8 +83,11 @@ func StartLoad(t testing.TB, cfg LoadConfig) *Load {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Load{cfg: cfg, cancel: cancel}
 	for i := range cfg.Workers {
-		target := cfg.Nodes[i%len(cfg.Nodes)]
-		l.wg.Go(func() { l.work(ctx, target) })
+		target, body := cfg.Nodes[i%len(cfg.Nodes)], cfg.Body
+		if len(cfg.Bodies) > 0 {
+			body = cfg.Bodies[i%len(cfg.Bodies)]
+		}
+		l.wg.Go(func() { l.work(ctx, target, []byte(body)) })
 	}
 	t.Cleanup(l.Stop)
 	return l
@@ -100,13 +107,13 @@ func (l *Load) Outcomes() []Outcome {
 }
 
 // work sends checks to one node over one keep-alive connection.
-func (l *Load) work(ctx context.Context, p *Proc) {
+func (l *Load) work(ctx context.Context, p *Proc, body []byte) {
 	client := &http.Client{
 		Timeout:   l.cfg.Timeout,
 		Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true},
 	}
 	defer client.CloseIdleConnections()
-	url, body := p.URL()+"/v1/check", []byte(l.cfg.Body)
+	url := p.URL() + "/v1/check"
 	var answer struct {
 		Mode string `json:"mode"`
 	}
