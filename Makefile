@@ -30,8 +30,8 @@ test-short: lint
 
 ## bench: Go benchmarks + `sluice bench` against a local 3-node cluster with Redis (see docs/PERFORMANCE.md)
 bench: build
-	$(GO) test -run '^$$' -bench . -skip WarmKeys -benchmem -cpu 1,2 ./buckets/ ./api/ ./api/check/ ./node/
-	$(GO) test -run '^$$' -bench WarmKeys -benchtime 3000000x -timeout 15m ./node/
+	$(GO) test -run '^$$' -bench . -skip WarmKeys -benchmem -cpu 1,2 ./buckets/ ./api/ ./api/check/ ./node/...
+	$(GO) test -run '^$$' -bench WarmKeys -benchtime 3000000x -timeout 15m ./node/engine/
 	$(GO) test -run '^$$' -bench Renew -benchtime 20000x ./lua/
 	./deploy/bench-local.sh
 

@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/sluicehq/sluice/node/engine"
+
 	"github.com/gin-gonic/gin"
 	gojson "github.com/goccy/go-json"
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,7 +18,6 @@ import (
 	"github.com/sluicehq/sluice/api/check"
 	"github.com/sluicehq/sluice/api/middleware"
 	"github.com/sluicehq/sluice/fsm/rules"
-	"github.com/sluicehq/sluice/node"
 )
 
 // The hand-written JSON codec of api/check against encoding/json and
@@ -161,7 +162,7 @@ func NewLocalServer(tb testing.TB, doc string) *Server {
 		tb.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	e := node.NewEngine(node.WithMetrics(node.NewEngineMetrics(reg)))
+	e := engine.New(engine.WithMetrics(engine.NewMetrics(reg)))
 	e.SetRules(1, set)
 	s, err := NewServer(Config{Engine: e, Registry: reg})
 	if err != nil {

@@ -19,7 +19,7 @@ import (
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/api/clientip"
 	"github.com/sluicehq/sluice/fsm/rules"
-	"github.com/sluicehq/sluice/node"
+	"github.com/sluicehq/sluice/node/engine"
 )
 
 // nginxConf is the configuration docs/INTEGRATIONS.md shows; the test runs
@@ -181,7 +181,7 @@ func TestNginxAuthRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine := node.NewEngine()
+	engine := engine.New()
 	engine.SetRules(1, set)
 	// nginx connects to Sluice from 127.0.0.1; the clients use other
 	// loopback addresses, which must not be trusted.

@@ -11,17 +11,18 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/sluicehq/sluice/node/engine"
+
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/api/check"
 	"github.com/sluicehq/sluice/api/clientip"
 	"github.com/sluicehq/sluice/fsm/rules"
-	"github.com/sluicehq/sluice/node"
 )
 
 // recordingEngine is a real engine that remembers the attributes of the
 // last request it decided, so tests can see what forward-auth derived.
 type recordingEngine struct {
-	*node.Engine
+	*engine.Engine
 	mu   sync.Mutex
 	last check.Attrs
 }
@@ -59,7 +60,7 @@ func newServerTrusting(t *testing.T, rulesJSON, trusted string) (http.Handler, *
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &recordingEngine{Engine: node.NewEngine()}
+	e := &recordingEngine{Engine: engine.New()}
 	e.SetRules(1, set)
 	prefixes, err := clientip.Parse(trusted)
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/api/openapi"
-	"github.com/sluicehq/sluice/node"
+	"github.com/sluicehq/sluice/node/engine"
 )
 
 // Every route the server registers (with the admin and usage routes on) is
@@ -18,7 +18,7 @@ import (
 // lacks. A route served for any method (forward-auth) must be documented
 // for GET at least.
 func TestOpenAPIDescribesEveryRoute(t *testing.T) {
-	e := node.NewEngine()
+	e := engine.New()
 	srv, err := NewServer(Config{Engine: e, Admin: &fakeAdmin{}, Usage: e})
 	if err != nil {
 		t.Fatal(err)

@@ -10,26 +10,27 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluicehq/sluice/node/engine"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/api/check"
 	"github.com/sluicehq/sluice/fsm/rules"
-	"github.com/sluicehq/sluice/node"
 )
 
 const testRules = `{"rules": [
 	{"name": "ping", "match": {"route": "/ping"}, "key": ["ip"], "limit": {"rate": 1, "per": "1h", "burst": 3}},
 	{"name": "per-ip", "match": {"route": "/api/*"}, "key": ["ip"], "limit": {"rate": 1, "per": "10s", "burst": 2}}]}`
 
-func newTestServer(t *testing.T) (*httptest.Server, *node.Engine) {
+func newTestServer(t *testing.T) (*httptest.Server, *engine.Engine) {
 	t.Helper()
 	set, err := rules.Parse([]byte(testRules))
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	e := node.NewEngine(node.WithMetrics(node.NewEngineMetrics(reg)))
+	e := engine.New(engine.WithMetrics(engine.NewMetrics(reg)))
 	e.SetRules(1, set)
 	srv, err := api.NewServer(api.Config{Engine: e, Registry: reg})
 	if err != nil {
@@ -147,7 +148,7 @@ func TestBatchOutOfBoundsNamesTheItem(t *testing.T) {
 	}
 }
 
-func decide(t *testing.T, e *node.Engine, ip string) check.Decision {
+func decide(t *testing.T, e *engine.Engine, ip string) check.Decision {
 	t.Helper()
 	d, err := e.Decide(t.Context(), check.Request{Attributes: check.Attrs{{Name: "ip", Value: ip}, {Name: "route", Value: "/api/x"}}})
 	if err != nil {
@@ -265,7 +266,7 @@ func TestHealthAndMetrics(t *testing.T) {
 }
 
 func TestCheckBeforeRulesIs503(t *testing.T) {
-	srv, err := api.NewServer(api.Config{Engine: node.NewEngine()})
+	srv, err := api.NewServer(api.Config{Engine: engine.New()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/fsm/rules"
-	"github.com/sluicehq/sluice/node"
+	"github.com/sluicehq/sluice/node/engine"
 )
 
 const usageRules = `{"rules": [
@@ -23,7 +23,7 @@ func newUsageServer(t *testing.T) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := node.NewEngine()
+	e := engine.New()
 	e.SetRules(1, set)
 	srv, err := api.NewServer(api.Config{Engine: e, Usage: e, AdminToken: "s3cret"})
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/node/engine"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/api"
@@ -170,7 +172,7 @@ func (c *cluster) newNode(m *member, raftAddr string, join []string, token strin
 		return nil, err
 	}
 	srv, err := api.NewServer(api.Config{
-		Engine: NewEngine(WithMetrics(NewEngineMetrics(prometheus.NewRegistry()))), Admin: n, AdminToken: token,
+		Engine: engine.New(engine.WithMetrics(engine.NewMetrics(prometheus.NewRegistry()))), Admin: n, AdminToken: token,
 	})
 	if err != nil {
 		n.Close()

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/api/admin"
+	"github.com/sluicehq/sluice/api/check"
 	"github.com/sluicehq/sluice/fsm"
 )
 
@@ -97,7 +98,7 @@ func (n *Node) trusted(rule string, l fsm.Lease, wall int64) bool {
 
 // Share is this node's share of rule for fallback mode (SPEC §7): its floor
 // plus its leased extra while the lease is valid, else the floor alone. It
-// is what GlobalConfig.Share should call; it never waits on raft.
+// is what engine.GlobalConfig.Share should call; it never waits on raft.
 func (n *Node) Share(rule string) float64 {
 	share, _ := n.share(rule, time.Now())
 	return share
@@ -110,7 +111,7 @@ func (n *Node) Share(rule string) float64 {
 // fallback admissions and the Redis bucket together stay within the rate.
 // A node whose view may be stale (viewStale) cannot know who is withheld
 // now and assumes everyone else may be: it draws only its own share. It is
-// what GlobalConfig.Withheld should call; it never waits on raft.
+// what engine.GlobalConfig.Withheld should call; it never waits on raft.
 func (n *Node) Withheld(rule string) float64 {
 	if n.viewStale() {
 		return 1 - n.Share(rule)
@@ -171,12 +172,12 @@ func (n *Node) Leases(context.Context) (admin.Leases, error) {
 			lease := admin.Lease{Share: floor}
 			l, ok := s.Leases()[rule][m.ID]
 			if left := l.Expires - int64(n.cfg.MaxClockSkew) - wall; ok && l.Extra > 0 && left > 0 {
-				lease = admin.Lease{Share: floor + l.Extra, ExpiresInMs: ceilMs(left)}
+				lease = admin.Lease{Share: floor + l.Extra, ExpiresInMs: check.CeilMs(left)}
 			}
 			byNode[m.ID] = lease
 		}
 		share, left := n.share(rule, now)
-		byNode[n.cfg.ID] = admin.Lease{Share: share, ExpiresInMs: ceilMs(int64(left))}
+		byNode[n.cfg.ID] = admin.Lease{Share: share, ExpiresInMs: check.CeilMs(int64(left))}
 		for _, id := range s.Withheld() {
 			if l, ok := byNode[id]; ok {
 				l.Withheld = true

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/node/engine"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
@@ -19,7 +21,7 @@ import (
 // leasedEngine is a global-mode engine whose fallback share comes from a
 // cluster node, as `sluice serve` wires it.
 type leasedEngine struct {
-	*Engine
+	*engine.Engine
 	node     atomic.Pointer[Node]
 	registry *prometheus.Registry
 	// admitted counts allowed decisions per mode.
@@ -37,7 +39,7 @@ func (e *leasedEngine) count(mode check.Mode) *atomic.Int64 {
 func newLeasedEngine(t *testing.T, rdb redis.UniversalClient) *leasedEngine {
 	t.Helper()
 	e := &leasedEngine{registry: prometheus.NewRegistry()}
-	e.Engine = NewEngine(WithMetrics(NewEngineMetrics(e.registry)), WithGlobal(GlobalConfig{
+	e.Engine = engine.New(engine.WithMetrics(engine.NewMetrics(e.registry)), engine.WithGlobal(engine.GlobalConfig{
 		Limiter: lua.NewLimiter(rdb), SliceTTL: 100 * time.Millisecond, RedisTimeout: 50 * time.Millisecond,
 		Nodes: func() int { return 3 },
 		Share: func(rule string) float64 {
@@ -52,7 +54,7 @@ func newLeasedEngine(t *testing.T, rdb redis.UniversalClient) *leasedEngine {
 			}
 			return 0
 		},
-		Metrics: NewRedisMetrics(e.registry),
+		Metrics: engine.NewRedisMetrics(e.registry),
 	}))
 	e.SetRules(1, mustRules(t, testRules))
 	runEngine(t, e.Engine)

@@ -2,12 +2,15 @@
 // makes a rate-limit decision: the request (attributes + cost) and the
 // decision (overall verdict plus one result per applicable rule).
 //
-// It is a leaf package on purpose: the engine in node/, the HTTP server in
+// It is a leaf package on purpose: the engine in node/engine, the HTTP server in
 // api/, the gin middleware and the Go client all speak these types without
 // importing each other (and without importing raft).
 package check
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Mode says where a decision's tokens came from (SPEC §4).
 type Mode string
@@ -91,4 +94,14 @@ type Decision struct {
 // api/client implements it over HTTP.
 type Decider interface {
 	Decide(ctx context.Context, req Request) (Decision, error)
+}
+
+// CeilMs converts nanoseconds to milliseconds, rounding up so a client that
+// waits the reported time never comes back too early. Every *_ms field in
+// the API is rounded this way.
+func CeilMs(ns int64) int64 {
+	if ns <= 0 {
+		return 0
+	}
+	return (ns + int64(time.Millisecond) - 1) / int64(time.Millisecond)
 }

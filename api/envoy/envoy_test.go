@@ -24,7 +24,7 @@ import (
 	"github.com/sluicehq/sluice/api/clientip"
 	"github.com/sluicehq/sluice/api/envoy"
 	"github.com/sluicehq/sluice/fsm/rules"
-	"github.com/sluicehq/sluice/node"
+	"github.com/sluicehq/sluice/node/engine"
 )
 
 const envoyRules = `{"rules": [
@@ -50,7 +50,7 @@ func startNodeTrusting(t *testing.T, proxies clientip.Proxies) liveNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine := node.NewEngine()
+	engine := engine.New()
 	engine.SetRules(1, set)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluicehq/sluice/node/engine"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
@@ -66,7 +68,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.redisMode, "redis-mode", "auto", "cluster, single or auto (a list means cluster; one address is asked INFO cluster)")
 	fs.DurationVar(&f.redisTimeout, "redis-timeout", 50*time.Millisecond, "bound on every Redis call; slower means fallback")
 	fs.DurationVar(&f.sliceTTL, "slice-ttl", 250*time.Millisecond, "how long a node may spend one slice of the global bucket")
-	fs.DurationVar(&f.sliceMaxTTL, "slice-max-ttl", node.DefaultRoomyTTL, "how long a node may spend a larger slice granted while the key's global bucket stays at least half full; <= --slice-ttl: never")
+	fs.DurationVar(&f.sliceMaxTTL, "slice-max-ttl", engine.DefaultRoomyTTL, "how long a node may spend a larger slice granted while the key's global bucket stays at least half full; <= --slice-ttl: never")
 	fs.DurationVar(&f.leaseTTL, "lease-ttl", node.DefaultLeaseTTL, "lifetime of a node's leased share of each rule (fallback mode); renewed three times per TTL")
 	fs.DurationVar(&f.maxClockSkew, "max-clock-skew", node.DefaultMaxClockSkew, "largest wall-clock error assumed on any node; leases are trusted only within it")
 	f.tls.register(fs)
@@ -130,7 +132,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector())
-	engineOpts := []node.EngineOption{node.WithMetrics(node.NewEngineMetrics(reg)), node.WithLogger(logger)}
+	engineOpts := []engine.Option{engine.WithMetrics(engine.NewMetrics(reg)), engine.WithLogger(logger)}
 	var n *node.Node
 	if f.redis != "" {
 		var dialOpts []lua.DialOption
@@ -142,7 +144,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 			return fmt.Errorf("--redis: %w", err)
 		}
 		defer limiter.Close()
-		engineOpts = append(engineOpts, node.WithGlobal(node.GlobalConfig{
+		engineOpts = append(engineOpts, engine.WithGlobal(engine.GlobalConfig{
 			Limiter:      limiter,
 			SliceTTL:     f.sliceTTL,
 			RoomyTTL:     f.sliceMaxTTL,
@@ -150,7 +152,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 			Nodes:        func() int { return max(n.Stats().Peers, 1) },
 			Share:        func(rule string) float64 { return n.Share(rule) },
 			Withheld:     func(rule string) float64 { return n.Withheld(rule) },
-			Metrics:      node.NewRedisMetrics(reg),
+			Metrics:      engine.NewRedisMetrics(reg),
 		}))
 	} else {
 		// Local mode counts quotas on this node; keep them across restarts.
@@ -158,18 +160,18 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		engineOpts = append(engineOpts, node.WithQuotaStore(store), node.WithLeases(node.LeaseConfig{
+		engineOpts = append(engineOpts, engine.WithQuotaStore(store), engine.WithLeases(engine.LeaseConfig{
 			Share:   func(rule string) float64 { return n.Share(rule) },
 			Members: func() int { return n.MemberCount() },
 		}))
 	}
-	engine := node.NewEngine(engineOpts...)
+	eng := engine.New(engineOpts...)
 
 	httpLn, err := net.Listen("tcp", f.httpAddr)
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
-	grpcSvc, err := listenGRPC(f.grpcAddr, engine, trustedProxies)
+	grpcSvc, err := listenGRPC(f.grpcAddr, eng, trustedProxies)
 	if err != nil {
 		_ = httpLn.Close()
 		return err
@@ -192,16 +194,16 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 		Voters:         f.voters,
 		VoterGrace:     f.voterGrace,
 		RemoveAfter:    f.removeAfter,
-		Demand:         engine.Demand,
-		Fallback:       engine.InFallback,
-		OnClustered:    engine.SetClustered,
+		Demand:         eng.Demand,
+		Fallback:       eng.InFallback,
+		OnClustered:    eng.SetClustered,
 		OnRules: func(version uint64, doc []byte) {
 			set, err := rules.Parse(doc)
 			if err != nil {
 				logger.Error("replicated rules do not parse; keeping the previous rules", "version", version, "err", err)
 				return
 			}
-			engine.SetRules(version, set)
+			eng.SetRules(version, set)
 			logger.Info("rules installed", "version", version, "rules", len(set.Rules))
 		},
 	}
@@ -211,7 +213,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 	}
 	node.RegisterRaftMetrics(reg, n)
 	node.RegisterLeaseMetrics(reg, n)
-	srv, err := api.NewServer(api.Config{Engine: engine, Admin: n, Usage: engine, AdminToken: f.adminToken, Ready: readiness(engine, n), Registry: reg,
+	srv, err := api.NewServer(api.Config{Engine: eng, Admin: n, Usage: eng, AdminToken: f.adminToken, Ready: readiness(eng, n), Registry: reg,
 		TrustedProxies: trustedProxies, NodeClient: certs.nodeClient()})
 	if err != nil {
 		return err
@@ -229,7 +231,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 	logger.Info("sluice serving", "node", f.nodeID, "http", httpLn.Addr().String(), "https", certs.http != nil,
 		"node_tls", certs.node != nil, "grpc", grpcSvc.addr(), "raft", f.raftAddr)
 
-	go engine.Run(ctx)
+	go eng.Run(ctx)
 	if err := n.Open(ctx); err != nil {
 		_ = httpSrv.Close()
 		grpcSvc.stop(ctx)
@@ -267,7 +269,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 		logger.Warn("http shutdown", "err", err)
 	}
 	grpcSvc.stop(shutdownCtx)
-	engine.Close(shutdownCtx)
+	eng.Close(shutdownCtx)
 	return n.Close()
 }
 
@@ -290,11 +292,11 @@ func dialRedis(ctx context.Context, f serveFlags, logger *slog.Logger, opts ...l
 }
 
 // openQuotaStore opens local mode's quota counters, beside the raft store.
-func openQuotaStore(dataDir string) (*node.QuotaStore, error) {
+func openQuotaStore(dataDir string) (*engine.QuotaStore, error) {
 	if err := os.MkdirAll(dataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("--data-dir: %w", err)
 	}
-	return node.OpenQuotaStore(filepath.Join(dataDir, "quotas.db"))
+	return engine.OpenQuotaStore(filepath.Join(dataDir, "quotas.db"))
 }
 
 // loadBootstrapRules reads --rules, or the default sample when present.
@@ -388,12 +390,12 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 // readiness is /readyz: the node knows a leader and has its rules, and the
 // engine has installed them (raft publishes the state a moment before the
 // engine's hook has compiled it; until then checks answer 503).
-func readiness(engine *node.Engine, n *node.Node) func() error {
+func readiness(eng *engine.Engine, n *node.Node) func() error {
 	return func() error {
 		if err := n.Ready(); err != nil {
 			return err
 		}
-		if engine.RulesVersion() == 0 {
+		if eng.RulesVersion() == 0 {
 			return errors.New("rules not installed in the engine yet")
 		}
 		return nil

@@ -25,7 +25,7 @@ const (
 	faultBody  = `{"attributes": {"tenant": "acme"}}`
 	// faultNodes is M, the cluster size of every fault test.
 	faultNodes = 3
-	// faultProbe is P, the fallback breaker's probe interval (node/redis_health.go).
+	// faultProbe is P, the fallback breaker's probe interval (node/engine/redis_health.go).
 	faultProbe = 100 * time.Millisecond
 	// faultEpsEpisode is ε for each fallback episode ending in a window:
 	// b + M + r·P. Tests that keep Redis up run with healthyRedisArgs, so a

@@ -1,4 +1,4 @@
-package node
+package engine
 
 import (
 	"context"
@@ -71,7 +71,7 @@ func TestQuotaWindowBoundaries(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			wall := &fakeWall{t: c.lastSec}
-			e := NewEngine(WithWallClock(wall.now))
+			e := New(WithWallClock(wall.now))
 			defer e.Close(context.Background())
 			e.SetRules(1, mustRules(t, quotaRules(c.per, 3)))
 			for i := int64(1); i <= 3; i++ {
@@ -100,7 +100,7 @@ func TestQuotaWindowBoundaries(t *testing.T) {
 // TestQuotaRejectedConsumesNothing: a request denied by any rule takes
 // nothing from any other, quota or bucket.
 func TestQuotaRejectedConsumesNothing(t *testing.T) {
-	e := NewEngine()
+	e := New()
 	defer e.Close(context.Background())
 	e.SetRules(1, mustRules(t, `{"rules": [
 		{"name": "monthly", "key": ["tenant"], "quota": {"limit": 5, "per": "month"}},
@@ -140,7 +140,7 @@ func TestQuotaRejectedConsumesNothing(t *testing.T) {
 
 // TestQuotaCost: a quota counts cost, so it can be in tokens or bytes.
 func TestQuotaCost(t *testing.T) {
-	e := NewEngine()
+	e := New()
 	defer e.Close(context.Background())
 	e.SetRules(1, mustRules(t, quotaRules("day", 100)))
 	if d := decide(t, e, 40, "tenant", "acme"); !d.Allowed || d.Remaining != 60 || usedOf(t, d.Results[0]) != 40 {
@@ -161,7 +161,7 @@ func TestQuotaCost(t *testing.T) {
 // TestQuotaMostRestrictiveSpeaks: the decision's summary (and so the
 // X-RateLimit-* headers) is the rule with the fewest remaining.
 func TestQuotaMostRestrictiveSpeaks(t *testing.T) {
-	e := NewEngine()
+	e := New()
 	defer e.Close(context.Background())
 	e.SetRules(1, mustRules(t, `{"rules": [
 		{"name": "monthly", "key": ["tenant"], "quota": {"limit": 3, "per": "month"}},
@@ -190,7 +190,7 @@ func TestQuotaSurvivesRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e := NewEngine(WithWallClock(wall.now), WithQuotaStore(store))
+		e := New(WithWallClock(wall.now), WithQuotaStore(store))
 		e.SetRules(1, mustRules(t, `{"rules": [
 			{"name": "monthly", "key": ["tenant"], "quota": {"limit": 100, "per": "month"}},
 			{"name": "daily", "key": ["tenant"], "quota": {"limit": 100, "per": "day"}}]}`))
@@ -237,7 +237,7 @@ func TestQuotaFlushWritesBehind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := NewEngine(WithQuotaStore(store))
+	e := New(WithQuotaStore(store))
 	e.SetRules(1, mustRules(t, quotaRules("month", 100)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -278,7 +278,7 @@ func TestQuotaFlushWritesBehind(t *testing.T) {
 }
 
 func TestQuotaResetLocal(t *testing.T) {
-	e := NewEngine()
+	e := New()
 	defer e.Close(context.Background())
 	e.SetRules(1, mustRules(t, `{"rules": [
 		{"name": "q", "key": ["tenant", "app"], "quota": {"limit": 2, "per": "week"}},
@@ -312,7 +312,7 @@ func TestQuotaResetLocal(t *testing.T) {
 
 // BenchmarkEngineDecideQuota is a local quota decision next to a bucket.
 func BenchmarkEngineDecideQuota(b *testing.B) {
-	e := NewEngine()
+	e := New()
 	e.SetRules(1, mustRules(b, `{"rules": [
 		{"name": "per-ip", "key": ["ip"], "limit": {"rate": 1000000000, "per": "1s"}},
 		{"name": "monthly", "key": ["tenant"], "quota": {"limit": 9000000000000000, "per": "month"}}]}`))

@@ -1,4 +1,4 @@
-package node
+package engine
 
 import (
 	"context"
@@ -33,15 +33,15 @@ func quotaRedis(t *testing.T, addr string) redis.UniversalClient {
 
 // quotaGlobalEngine is an engine in global mode on rdb, one of nodes nodes,
 // with a fallback share of 1/nodes.
-func quotaGlobalEngine(t *testing.T, rdb redis.UniversalClient, nodes int, doc string, opts ...EngineOption) *Engine {
+func quotaGlobalEngine(t *testing.T, rdb redis.UniversalClient, nodes int, doc string, opts ...Option) *Engine {
 	t.Helper()
-	opts = append([]EngineOption{WithGlobal(GlobalConfig{
+	opts = append([]Option{WithGlobal(GlobalConfig{
 		Limiter:      lua.NewLimiter(rdb),
 		SliceTTL:     100 * time.Millisecond,
 		RedisTimeout: quotaTestTimeout,
 		Nodes:        func() int { return nodes },
 	})}, opts...)
-	e := NewEngine(opts...)
+	e := New(opts...)
 	e.SetRules(1, mustRules(t, doc))
 	runEngine(t, e)
 	return e

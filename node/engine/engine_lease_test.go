@@ -1,4 +1,4 @@
-package node
+package engine
 
 import (
 	"testing"
@@ -14,7 +14,7 @@ const leaseRules = `{"rules": [
 
 func newLeaseEngine(t *testing.T, share float64, members int) *Engine {
 	t.Helper()
-	e := NewEngine(WithLeases(LeaseConfig{
+	e := New(WithLeases(LeaseConfig{
 		Share:   func(string) float64 { return share },
 		Members: func() int { return members },
 	}))

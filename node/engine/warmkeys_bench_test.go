@@ -1,4 +1,4 @@
-package node
+package engine
 
 import (
 	"context"
@@ -32,7 +32,7 @@ func BenchmarkWarmKeys(b *testing.B) {
 		for i := range reqs {
 			reqs[i] = check.Request{Attributes: attrs("k", "key-"+strconv.Itoa(i)), Cost: 1}
 		}
-		local := NewEngine()
+		local := New()
 		local.SetRules(1, mustRules(b, warmRule))
 		runEngine(b, local)
 		global := newGlobalEngine(b, dialRedis(b, time.Second, srv.Addr()),

@@ -1,4 +1,4 @@
-package node
+package engine
 
 import (
 	"context"
@@ -12,23 +12,6 @@ import (
 	"github.com/sluicehq/sluice/fsm/rules"
 )
 
-func mustRules(t testing.TB, doc string) *rules.Set {
-	t.Helper()
-	set, err := rules.Parse([]byte(doc))
-	if err != nil {
-		t.Fatalf("rules: %v", err)
-	}
-	return set
-}
-
-func attrs(kv ...string) check.Attrs {
-	var a check.Attrs
-	for i := 0; i < len(kv); i += 2 {
-		a = append(a, check.Attr{Name: kv[i], Value: kv[i+1]})
-	}
-	return a
-}
-
 func decide(t testing.TB, e *Engine, cost int64, kv ...string) check.Decision {
 	t.Helper()
 	d, err := e.Decide(context.Background(), check.Request{Attributes: attrs(kv...), Cost: cost})
@@ -39,7 +22,7 @@ func decide(t testing.TB, e *Engine, cost int64, kv ...string) check.Decision {
 }
 
 func TestEngineNoRuleAllows(t *testing.T) {
-	e := NewEngine()
+	e := New()
 	e.SetRules(1, mustRules(t, `{"rules": [{"name": "r", "match": {"route": "/a"}, "key": ["ip"], "limit": {"rate": 1, "per": "1h"}}]}`))
 	d := decide(t, e, 1, "ip", "1.2.3.4", "route", "/b")
 	if !d.Allowed || d.Rule != "" || len(d.Results) != 0 || d.Mode != check.ModeLocal {
@@ -48,7 +31,7 @@ func TestEngineNoRuleAllows(t *testing.T) {
 }
 
 func TestEngineBurstThenDeny(t *testing.T) {
-	e := NewEngine()
+	e := New()
 	e.SetRules(1, mustRules(t, `{"rules": [{"name": "r", "key": ["ip"], "limit": {"rate": 1, "per": "1h", "burst": 3}}]}`))
 	for i := int64(0); i < 3; i++ {
 		d := decide(t, e, 1, "ip", "a")
@@ -67,7 +50,7 @@ func TestEngineBurstThenDeny(t *testing.T) {
 
 func TestEngineAllOrNothing(t *testing.T) {
 	// "wide" allows, "narrow" denies: the request consumes nothing from "wide".
-	e := NewEngine()
+	e := New()
 	e.SetRules(1, mustRules(t, `{"rules": [
 		{"name": "wide", "key": ["ip"], "limit": {"rate": 1, "per": "1h", "burst": 10}},
 		{"name": "narrow", "key": ["ip"], "match": {"route": "/x"}, "limit": {"rate": 1, "per": "1h", "burst": 1}}]}`))
@@ -87,7 +70,7 @@ func TestEngineAllOrNothing(t *testing.T) {
 }
 
 func TestEngineLongestRetryReported(t *testing.T) {
-	e := NewEngine()
+	e := New()
 	e.SetRules(1, mustRules(t, `{"rules": [
 		{"name": "fast", "key": ["ip"], "limit": {"rate": 1, "per": "1s", "burst": 1}},
 		{"name": "slow", "key": ["ip"], "limit": {"rate": 1, "per": "1m", "burst": 1}}]}`))
@@ -99,7 +82,7 @@ func TestEngineLongestRetryReported(t *testing.T) {
 }
 
 func TestEngineShadowNeverDenies(t *testing.T) {
-	e := NewEngine()
+	e := New()
 	e.SetRules(1, mustRules(t, `{"rules": [{"name": "s", "key": ["tenant"], "limit": {"rate": 1, "per": "1h", "burst": 1}, "shadow": true}]}`))
 	decide(t, e, 1, "tenant", "acme")
 	d := decide(t, e, 1, "tenant", "acme")
@@ -109,7 +92,7 @@ func TestEngineShadowNeverDenies(t *testing.T) {
 }
 
 func TestEngineCostAboveBurst(t *testing.T) {
-	e := NewEngine()
+	e := New()
 	e.SetRules(1, mustRules(t, `{"rules": [{"name": "r", "key": ["ip"], "limit": {"rate": 10, "per": "1s", "burst": 5}}]}`))
 	d := decide(t, e, 6, "ip", "a")
 	if d.Allowed || d.Reason == "" {
@@ -121,14 +104,14 @@ func TestEngineCostAboveBurst(t *testing.T) {
 }
 
 func TestEngineRejectsBadCost(t *testing.T) {
-	e := NewEngine()
+	e := New()
 	if _, err := e.Decide(context.Background(), check.Request{Cost: -1}); err == nil {
 		t.Fatal("cost -1 accepted")
 	}
 }
 
 func TestEngineRulesUpdateKeepsBuckets(t *testing.T) {
-	e := NewEngine()
+	e := New()
 	doc := `{"rules": [{"name": "r", "key": ["ip"], "limit": {"rate": 1, "per": "1h", "burst": 2}}]}`
 	e.SetRules(1, mustRules(t, doc))
 	decide(t, e, 2, "ip", "a")
@@ -147,7 +130,7 @@ func TestEngineRulesUpdateKeepsBuckets(t *testing.T) {
 // goroutine cannot let the drained bucket fill up again (a full bucket rightly
 // stops accruing, which would make the count fall short of the envelope).
 func TestEngineExactUnderContention(t *testing.T) {
-	e := NewEngine()
+	e := New()
 	e.SetRules(1, mustRules(t, `{"rules": [{"name": "r", "key": ["ip"], "limit": {"rate": 1000, "per": "1s", "burst": 2000}}]}`))
 	req := check.Request{Attributes: attrs("ip", "hot"), Cost: 1}
 	var admitted atomic.Int64
@@ -196,7 +179,7 @@ func TestEngineExactUnderContention(t *testing.T) {
 }
 
 func BenchmarkEngineDecide(b *testing.B) {
-	e := NewEngine()
+	e := New()
 	e.SetRules(1, mustRules(b, `{"rules": [
 		{"name": "ping", "match": {"route": "/ping"}, "key": ["ip"], "limit": {"rate": 5, "per": "1s", "burst": 10}},
 		{"name": "per-ip", "match": {"route": "/api/*"}, "key": ["ip"], "limit": {"rate": 1000000000, "per": "1s"}},
@@ -213,7 +196,7 @@ func BenchmarkEngineDecide(b *testing.B) {
 
 func TestEngineRefusesBeforeRules(t *testing.T) {
 	// A node that has not received its rules yet must not allow everything.
-	e := NewEngine()
+	e := New()
 	if _, err := e.Decide(context.Background(), check.Request{Attributes: attrs("ip", "a")}); !errors.Is(err, ErrNoRules) {
 		t.Fatalf("Decide before rules: %v, want ErrNoRules", err)
 	}

@@ -1,4 +1,4 @@
-package node
+package engine
 
 import (
 	"context"
@@ -32,7 +32,7 @@ func wantFieldError(t *testing.T, err error, field, msg string) {
 // (the gin middleware on an engine) and as a second line behind them, and
 // it refuses before anything is counted.
 func TestEngineRefusesOutOfBoundsRequests(t *testing.T) {
-	e := NewEngine()
+	e := New()
 	e.SetRules(1, mustRules(t, boundsRules))
 	ctx := context.Background()
 	huge := strings.Repeat("x", 40<<10)
@@ -63,7 +63,7 @@ func TestEngineRefusesOutOfBoundsRequests(t *testing.T) {
 // A batch (and DecideAll) is checked whole before any request is decided:
 // a bad request at the end leaves the earlier ones' tokens alone.
 func TestBatchOutOfBoundsChangesNothing(t *testing.T) {
-	e := NewEngine()
+	e := New()
 	e.SetRules(1, mustRules(t, boundsRules))
 	reqs := []check.Request{
 		{Attributes: attrs("tenant", "acme"), Cost: 5},
@@ -114,7 +114,7 @@ func TestQuotaFlushWritesAroundAnUnstorableKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	wall := &fakeWall{t: utc(2027, time.March, 10, 12, 0, 0)}
-	e := NewEngine(WithWallClock(wall.now), WithQuotaStore(store))
+	e := New(WithWallClock(wall.now), WithQuotaStore(store))
 	e.SetRules(1, mustRules(t, quotaRules("month", 100)))
 	decide(t, e, 7, "tenant", "acme")
 	// Below the engine's bounds, straight into the counters: a key only a
@@ -140,7 +140,7 @@ func TestQuotaFlushWritesAroundAnUnstorableKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e = NewEngine(WithWallClock(wall.now), WithQuotaStore(store))
+	e = New(WithWallClock(wall.now), WithQuotaStore(store))
 	defer e.Close(context.Background())
 	e.SetRules(1, mustRules(t, quotaRules("month", 100)))
 	for key, want := range map[string]int64{"acme": 8, "globex": 4} {

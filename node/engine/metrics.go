@@ -1,4 +1,4 @@
-package node
+package engine
 
 import (
 	"math/rand/v2"
@@ -10,7 +10,7 @@ import (
 	"github.com/sluicehq/sluice/api/check"
 )
 
-// EngineMetrics are the decision-path metrics (SPEC §9). Per-rule counters
+// Metrics are the decision-path metrics (SPEC §9). Per-rule counters
 // are resolved once per rules version, so the hot path only does atomic adds.
 //
 // sluice_decisions_total shows only series that can occur on this node:
@@ -19,14 +19,14 @@ import (
 // without Redis, global and fallback with it) start at zero; any other combination
 // appears on its first decision. A rule's series go when the rule does, so
 // the label set stays bounded by the rules document.
-type EngineMetrics struct {
+type Metrics struct {
 	decisions *prometheus.CounterVec
 	duration  prometheus.Histogram
 }
 
-// NewEngineMetrics registers the decision metrics with reg.
-func NewEngineMetrics(reg prometheus.Registerer) *EngineMetrics {
-	m := &EngineMetrics{
+// NewMetrics registers the decision metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sluice", Name: "decisions_total",
 			Help: "Decisions per rule, result (allowed, denied, shadow_denied) and mode; rule is empty for requests no rule applies to.",
@@ -54,7 +54,7 @@ const (
 var resultNames = [numResults]string{"allowed", "denied", "shadow_denied"}
 
 // ruleCounters holds one rule's counters by result and mode index, each
-// created on first use (see EngineMetrics). Nil without metrics.
+// created on first use (see Metrics). Nil without metrics.
 type ruleCounters struct {
 	vec    *prometheus.CounterVec
 	rule   string
@@ -72,7 +72,7 @@ func modeIndex(m check.Mode) int {
 
 // countersFor returns rule's counters with the series it can produce in
 // the given modes already at zero.
-func (m *EngineMetrics) countersFor(rule string, shadow bool, possible []check.Mode) *ruleCounters {
+func (m *Metrics) countersFor(rule string, shadow bool, possible []check.Mode) *ruleCounters {
 	if m == nil {
 		return nil
 	}
@@ -94,7 +94,7 @@ func (m *EngineMetrics) countersFor(rule string, shadow bool, possible []check.M
 }
 
 // forget drops the series of rule, which left the rules.
-func (m *EngineMetrics) forget(rule string) {
+func (m *Metrics) forget(rule string) {
 	if m != nil {
 		m.decisions.DeletePartialMatch(prometheus.Labels{"rule": rule})
 	}
@@ -131,7 +131,7 @@ const latencySampleMask = 7
 
 // observe counts one decision: one increment per applicable rule (or one for
 // "no rule"), plus, sampled, its latency since start by clock.
-func (m *EngineMetrics) observe(rs *ruleSet, applicable []int, d *check.Decision, clock func() int64, start int64) {
+func (m *Metrics) observe(rs *ruleSet, applicable []int, d *check.Decision, clock func() int64, start int64) {
 	if m == nil {
 		return
 	}
@@ -142,7 +142,7 @@ func (m *EngineMetrics) observe(rs *ruleSet, applicable []int, d *check.Decision
 }
 
 // count adds one decision to its counters, through t when not nil.
-func (m *EngineMetrics) count(rs *ruleSet, applicable []int, d *check.Decision, t *counterTally) {
+func (m *Metrics) count(rs *ruleSet, applicable []int, d *check.Decision, t *counterTally) {
 	mi := modeIndex(d.Mode)
 	if len(applicable) == 0 {
 		t.inc(rs.noRule.counter(resultAllowed, mi))
@@ -166,7 +166,7 @@ func (m *EngineMetrics) count(rs *ruleSet, applicable []int, d *check.Decision, 
 // line every core shares), and the batch contributes one latency sample,
 // its mean time per decision. Call done when the batch is decided.
 type batchMetrics struct {
-	m     *EngineMetrics
+	m     *Metrics
 	tally counterTally
 	n     int
 }

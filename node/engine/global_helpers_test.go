@@ -1,8 +1,7 @@
-package node
+package engine
 
 import (
 	"context"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -107,28 +106,6 @@ type slowKey struct {
 	release chan struct{}
 }
 
-// dialRedis connects to a standalone server (one address) or a cluster
-// (several) as `sluice serve --redis` does, with the script already loaded
-// so that every later call is exactly one EVALSHA.
-func dialRedis(t testing.TB, timeout time.Duration, addrs ...string) redis.UniversalClient {
-	t.Helper()
-	mode := "single"
-	if len(addrs) > 1 {
-		mode = "cluster"
-	}
-	rdb, err := lua.Dial(context.Background(), strings.Join(addrs, ","), mode, timeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := lua.NewLimiter(rdb).Peek(ctx, "warmup", "k", lua.Bucket{Rate: 1, Per: time.Second, Burst: 1}); err != nil {
-		t.Fatalf("loading the script: %v", err)
-	}
-	return rdb
-}
-
 // globalEngine is an engine in global mode with its Redis call counter and
 // metrics.
 type globalEngine struct {
@@ -156,7 +133,7 @@ func newGlobalEngine(t testing.TB, rdb redis.UniversalClient, o globalOpts, doc 
 	if o.roomyTTL == 0 {
 		o.roomyTTL = DefaultRoomyTTL
 	}
-	e := NewEngine(WithGlobal(GlobalConfig{
+	e := New(WithGlobal(GlobalConfig{
 		Limiter:      lua.NewLimiter(rdb),
 		SliceTTL:     o.sliceTTL,
 		RoomyTTL:     o.roomyTTL,
@@ -167,21 +144,6 @@ func newGlobalEngine(t testing.TB, rdb redis.UniversalClient, o globalOpts, doc 
 	e.SetRules(1, mustRules(t, doc))
 	runEngine(t, e)
 	return &globalEngine{Engine: e, calls: calls, metrics: m}
-}
-
-// runEngine runs e's background work until the test ends, then closes e,
-// giving it 5 s to hand its slices back.
-func runEngine(t testing.TB, e *Engine) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { e.Run(ctx); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		closeCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
-		defer stop()
-		e.Close(closeCtx)
-	})
 }
 
 // entry returns the slice state of rule 0 for attrs.
@@ -202,18 +164,6 @@ func peek(t testing.TB, rdb redis.UniversalClient, rule, key string, b lua.Bucke
 		t.Fatal(err)
 	}
 	return u.Remaining
-}
-
-// waitFor polls cond until it holds, failing the test after limit.
-func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", limit, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // mustGlobal fails unless d was decided in global mode.

@@ -1,4 +1,4 @@
-package node
+package engine
 
 import (
 	"context"
@@ -17,7 +17,7 @@ func TestUsageSeparatesUsedFromReserved(t *testing.T) {
 	rdb := quotaRedis(t, redistest.StartServer(t).Addr())
 	doc := `{"rules": [{"name": "q", "key": ["tenant"], "quota": {"limit": 1000, "per": "month"}},
 		{"name": "r", "key": ["ip"], "limit": {"rate": 1, "per": "1h", "burst": 1000}}]}`
-	e := NewEngine(WithGlobal(GlobalConfig{
+	e := New(WithGlobal(GlobalConfig{
 		Limiter:      lua.NewLimiter(rdb),
 		SliceTTL:     time.Minute, // the slices stay live while the test reads usage
 		RedisTimeout: quotaTestTimeout,

@@ -1,4 +1,4 @@
-package node
+package engine
 
 import (
 	"context"
@@ -38,7 +38,7 @@ func newQuotaPath() *quotaPath { return &quotaPath{wall: time.Now} }
 // WithWallClock sets the clock quota windows are read from; time.Now by
 // default. Tests use it to stand at a window's edge. In global mode Redis
 // TIME decides which window a request counts in; this clock only guesses.
-func WithWallClock(now func() time.Time) EngineOption {
+func WithWallClock(now func() time.Time) Option {
 	return func(e *Engine) { e.quotas.wall = now }
 }
 
@@ -48,7 +48,7 @@ func WithWallClock(now func() time.Time) EngineOption {
 // closes s. A graceful restart loses nothing; a crash loses at most the use
 // counted since the last write, about one second's worth. Global mode keeps
 // quotas in Redis and does not need s.
-func WithQuotaStore(s *QuotaStore) EngineOption {
+func WithQuotaStore(s *QuotaStore) Option {
 	return func(e *Engine) { e.quotas.store = s }
 }
 
@@ -102,11 +102,11 @@ func quotaResult(r *rules.CompiledRule, limit int64, display string, cost int64,
 		Limit:     limit,
 		Used:      &used,
 		Remaining: out.Remaining,
-		ResetMs:   ceilMs(out.Reset),
+		ResetMs:   check.CeilMs(out.Reset),
 		Reason:    out.Reason,
 	}
 	if !out.Allowed {
-		res.RetryAfterMs = ceilMs(out.RetryAfter)
+		res.RetryAfterMs = check.CeilMs(out.RetryAfter)
 	}
 	if out.TooCostly {
 		res.Reason = fmt.Sprintf("cost %d exceeds quota %d", cost, limit)
@@ -196,7 +196,7 @@ func (e *Engine) Usage(ctx context.Context, rule, key string) (admin.Usage, erro
 		default:
 			return admin.Usage{}, fmt.Errorf("%w: redis is unreachable and quota usage lives there", admin.ErrUnavailable)
 		}
-		u.Used, u.Reserved, u.ResetMs = &used, reserved, ceilMs(int64(reset))
+		u.Used, u.Reserved, u.ResetMs = &used, reserved, check.CeilMs(int64(reset))
 		return u, nil
 	}
 	u.Limit = r.Rule.Limit.Rate
@@ -208,7 +208,7 @@ func (e *Engine) Usage(ctx context.Context, rule, key string) (admin.Usage, erro
 		if err == nil {
 			// What this node spent of its live slice is spent, not reserved.
 			mine := min(e.global.slices.Spent(bucketKey, e.global.now()), b.Reserved)
-			u.Remaining, u.Reserved, u.ResetMs = b.Remaining, b.Reserved-mine, ceilMs(int64(b.Reset))
+			u.Remaining, u.Reserved, u.ResetMs = b.Remaining, b.Reserved-mine, check.CeilMs(int64(b.Reset))
 			return u, nil
 		}
 		e.health.failed(err)
@@ -222,7 +222,7 @@ func (e *Engine) Usage(ctx context.Context, rule, key string) (admin.Usage, erro
 		lim = e.shareLimit(rs, i)
 	}
 	out := table.Peek(bucketKey, lim, e.now())
-	u.Remaining, u.ResetMs = out.Remaining, ceilMs(out.Reset)
+	u.Remaining, u.ResetMs = out.Remaining, check.CeilMs(out.Reset)
 	return u, nil
 }
 

@@ -1,4 +1,4 @@
-package node
+package engine
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 // sends it; a key-less quota one counter; both answer /v1/usage for the
 // empty key only.
 func TestKeylessRuleSharesOneBucket(t *testing.T) {
-	e := NewEngine()
+	e := New()
 	e.SetRules(1, mustRules(t, `{"rules": [
 		{"name": "backend", "match": {"route": "/pay/*"}, "key": [], "limit": {"rate": 1, "per": "1h", "burst": 3}},
 		{"name": "daily", "match": {"route": "/report"}, "quota": {"limit": 2, "per": "day"}}]}`))

@@ -1,4 +1,4 @@
-package node
+package engine
 
 import (
 	"context"
@@ -30,7 +30,7 @@ func TestBatchCountsLikeSingleDecisions(t *testing.T) {
 	}
 	newEngine := func() (*Engine, *prometheus.Registry) {
 		reg := prometheus.NewRegistry()
-		e := NewEngine(WithMetrics(NewEngineMetrics(reg)))
+		e := New(WithMetrics(NewMetrics(reg)))
 		e.SetRules(1, mustRules(t, doc))
 		return e, reg
 	}
@@ -110,7 +110,7 @@ func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 
 // occur, and a rule's series go with the rule.
 func TestDecisionSeriesAreOnlyThoseThatCanOccur(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	e := NewEngine(WithMetrics(NewEngineMetrics(reg)))
+	e := New(WithMetrics(NewMetrics(reg)))
 	t.Cleanup(func() { e.Close(context.Background()) })
 	e.SetRules(1, mustRules(t, `{"rules":[
 		{"name":"strict","key":["ip"],"limit":{"rate":1,"per":"1h","burst":1}},

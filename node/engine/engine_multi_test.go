@@ -1,4 +1,4 @@
-package node
+package engine
 
 import (
 	"context"
@@ -23,7 +23,7 @@ func decideAll(t *testing.T, e *Engine, reqs ...check.Request) (bool, []check.De
 }
 
 func TestDecideAllConsumesEveryRequestWhenAllAllow(t *testing.T) {
-	e := NewEngine()
+	e := New()
 	e.SetRules(1, mustRules(t, multiRules))
 	allowed, out := decideAll(t, e,
 		check.Request{Attributes: attrs("user", "u1"), Cost: 2},
@@ -40,7 +40,7 @@ func TestDecideAllConsumesEveryRequestWhenAllAllow(t *testing.T) {
 }
 
 func TestDecideAllDenialRefundsEveryRequest(t *testing.T) {
-	e := NewEngine()
+	e := New()
 	e.SetRules(1, mustRules(t, multiRules))
 	decide(t, e, 2, "path", "/a") // path bucket now empty
 	allowed, out := decideAll(t, e,
@@ -66,7 +66,7 @@ func TestDecideAllDenialRefundsEveryRequest(t *testing.T) {
 }
 
 func TestDecideAllSharedBucketCountsTwice(t *testing.T) {
-	e := NewEngine()
+	e := New()
 	e.SetRules(1, mustRules(t, multiRules))
 	same := check.Request{Attributes: attrs("path", "/a")}
 	allowed, out := decideAll(t, e, same, same, same)
@@ -79,7 +79,7 @@ func TestDecideAllSharedBucketCountsTwice(t *testing.T) {
 }
 
 func TestDecideAllBadCostChangesNothing(t *testing.T) {
-	e := NewEngine()
+	e := New()
 	e.SetRules(1, mustRules(t, multiRules))
 	out := make([]check.Decision, 2)
 	_, err := e.DecideAll(context.Background(), []check.Request{
@@ -98,7 +98,7 @@ func TestDecideAllBadCostChangesNothing(t *testing.T) {
 }
 
 func TestEngineRuleLookup(t *testing.T) {
-	e := NewEngine()
+	e := New()
 	e.SetRules(1, mustRules(t, multiRules))
 	r, ok := e.Rule("path")
 	if !ok || r.Limit == nil || r.Limit.Burst != 2 || r.Limit.Rate != 1 {

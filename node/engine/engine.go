@@ -1,4 +1,4 @@
-package node
+package engine
 
 import (
 	"context"
@@ -30,7 +30,7 @@ type Engine struct {
 	health   *redisHealth   // nil in local mode
 	quotas   *quotaPath     // quota rules' counters (quota.go)
 	epoch    time.Time
-	metrics  *EngineMetrics
+	metrics  *Metrics
 	logger   *slog.Logger
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -50,17 +50,17 @@ type ruleSet struct {
 // applicable rules still work, they just allocate.
 const maxRulesPerRequest = 16
 
-// EngineOption configures an Engine.
-type EngineOption func(*Engine)
+// Option configures an Engine.
+type Option func(*Engine)
 
 // WithMetrics counts decisions in m.
-func WithMetrics(m *EngineMetrics) EngineOption { return func(e *Engine) { e.metrics = m } }
+func WithMetrics(m *Metrics) Option { return func(e *Engine) { e.metrics = m } }
 
 // WithLogger sets the engine's logger.
-func WithLogger(l *slog.Logger) EngineOption { return func(e *Engine) { e.logger = l } }
+func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.logger = l } }
 
 // WithGlobal turns on global mode (slices from the Redis bucket).
-func WithGlobal(cfg GlobalConfig) EngineOption {
+func WithGlobal(cfg GlobalConfig) Option {
 	return func(e *Engine) {
 		e.global = newGlobalPath(cfg, e.now)
 		cfg.Metrics.setTimeout(cfg.RedisTimeout)
@@ -76,9 +76,9 @@ func WithGlobal(cfg GlobalConfig) EngineOption {
 // would allow everything, so the node answers 503 instead (SPEC §5 /readyz).
 var ErrNoRules = fmt.Errorf("%w: rules not received yet", admin.ErrUnavailable)
 
-// NewEngine returns an engine that refuses decisions with ErrNoRules until
+// New returns an engine that refuses decisions with ErrNoRules until
 // SetRules installs a version >= 1. Close releases it.
-func NewEngine(opts ...EngineOption) *Engine {
+func New(opts ...Option) *Engine {
 	e := &Engine{local: buckets.NewTable(), fallback: buckets.NewTable(), quotas: newQuotaPath(), epoch: time.Now(), logger: slog.Default()}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	for _, o := range opts {
@@ -263,8 +263,8 @@ func (e *Engine) takeEach(ctx context.Context, rs *ruleSet, applicable []int, at
 				Shadow:       r.Rule.Shadow,
 				Limit:        r.Rule.Limit.Rate,
 				Remaining:    out.Remaining,
-				ResetMs:      ceilMs(out.Reset),
-				RetryAfterMs: ceilMs(out.RetryAfter),
+				ResetMs:      check.CeilMs(out.Reset),
+				RetryAfterMs: check.CeilMs(out.RetryAfter),
 			}
 			if out.TooCostly {
 				res.Reason = fmt.Sprintf("cost %d exceeds burst %d", cost, r.Rule.Limit.Burst)
@@ -391,15 +391,6 @@ func summarize(d *check.Decision) {
 	if !d.Allowed {
 		d.RetryAfterMs = r.RetryAfterMs
 	}
-}
-
-// ceilMs converts nanoseconds to milliseconds, rounding up so a client that
-// waits the reported time never comes back too early.
-func ceilMs(ns int64) int64 {
-	if ns <= 0 {
-		return 0
-	}
-	return (ns + int64(time.Millisecond) - 1) / int64(time.Millisecond)
 }
 
 // sweepInterval is how often idle local buckets are evicted.

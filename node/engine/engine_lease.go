@@ -1,4 +1,4 @@
-package node
+package engine
 
 import (
 	"sync"
@@ -22,7 +22,7 @@ type LeaseConfig struct {
 }
 
 // WithLeases makes the engine start in lease mode and follow SetClustered.
-func WithLeases(cfg LeaseConfig) EngineOption {
+func WithLeases(cfg LeaseConfig) Option {
 	return func(e *Engine) {
 		e.leases = &leaseMode{cfg: cfg}
 		// A node does not know yet whether it is alone: deciding at its
