@@ -2,9 +2,6 @@ package api
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"crypto/subtle"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,53 +33,6 @@ func registerAdminRoutes(r gin.IRouter, a admin.Admin, guard gin.HandlerFunc) {
 	if h, ok := a.(admin.HandOverReceiver); ok {
 		g.POST("/internal/handover", handOverHandler(h))
 	}
-}
-
-// adminGuard admits requests bearing the token; without a token configured
-// it admits only loopback peers, judged by the TCP peer address because
-// X-Forwarded-For is whatever the client says it is. A client that
-// presented a node certificate (nodeClient, nil without node TLS) is another
-// node of the cluster and admitted either way.
-func adminGuard(token string, nodeClient func(*tls.ConnectionState) bool) gin.HandlerFunc {
-	want := sha256.Sum256([]byte(token))
-	return func(c *gin.Context) {
-		switch {
-		case nodeClient != nil && nodeClient(c.Request.TLS):
-			// Another node, authenticated by its certificate.
-		case token != "":
-			got := sha256.Sum256([]byte(bearerToken(c.GetHeader("Authorization"))))
-			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-				writeError(c, fmt.Errorf("%w: missing or wrong admin token", admin.ErrUnauthorized))
-				return
-			}
-		case !isLoopback(c.Request.RemoteAddr):
-			writeError(c, fmt.Errorf("%w: without --admin-token the admin API accepts loopback clients only", admin.ErrUnauthorized))
-			return
-		}
-		if c.GetHeader(admin.ForwardedHeader) != "" {
-			c.Request = c.Request.WithContext(admin.WithForwarded(c.Request.Context()))
-		}
-		c.Next()
-	}
-}
-
-// bearerToken extracts the token of an "Authorization: Bearer <token>"
-// header (the scheme is case-insensitive); "" if there is none.
-func bearerToken(header string) string {
-	const scheme = "bearer "
-	if len(header) < len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme) {
-		return ""
-	}
-	return header[len(scheme):]
-}
-
-func isLoopback(remoteAddr string) bool {
-	host, _, err := net.SplitHostPort(remoteAddr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 type adminHandlers struct{ admin admin.Admin }

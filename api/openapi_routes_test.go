@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluicehq/sluice/api/admin"
 	"github.com/sluicehq/sluice/api/openapi"
 	"github.com/sluicehq/sluice/node/engine"
 )
@@ -19,7 +20,7 @@ import (
 // for GET at least.
 func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	e := engine.New()
-	srv, err := NewServer(Config{Engine: e, Admin: &fakeAdmin{}, Usage: e})
+	srv, err := NewServer(Config{Engine: e, Admin: &fakeAdmin{}, Usage: e, NodeInfo: func() admin.NodeInfo { return admin.NodeInfo{} }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,9 @@ type Config struct {
 	Admin admin.Admin
 	// Usage serves GET /v1/usage and POST /v1/usage/reset; nil leaves them out.
 	Usage Usage
+	// NodeInfo says what this node is doing, for GET /v1/node (the server
+	// adds the decision counts from Registry); nil leaves the route out.
+	NodeInfo func() admin.NodeInfo
 	// AdminToken guards the admin routes; empty means loopback clients only.
 	AdminToken string
 	// NodeClient reports whether a TLS client presented a node certificate
@@ -99,9 +102,14 @@ func NewServer(cfg Config) (*Server, error) {
 	r.GET("/readyz", s.handleReady)
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
 	r.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", openapi.Document) })
-	guard := adminGuard(cfg.AdminToken, cfg.NodeClient)
+	auth := newAdminAuth(cfg.AdminToken, cfg.NodeClient)
+	guard := auth.guard(writeError)
 	if cfg.Admin != nil {
 		registerAdminRoutes(r, cfg.Admin, guard)
+		registerUIRoutes(r, auth)
+	}
+	if cfg.NodeInfo != nil {
+		r.GET("/v1/node", guard, nodeInfoHandler(cfg.NodeInfo, cfg.Registry))
 	}
 	if cfg.Usage != nil {
 		registerUsageRoutes(r, cfg.Usage, guard)

@@ -32,6 +32,19 @@ func (l *Limiter) client() (redis.UniversalClient, error) {
 	return nil, ErrNoClient
 }
 
+// Mode says which client the Limiter uses: "single", "cluster", or
+// "unknown" while a pending Limiter has not reached Redis.
+func (l *Limiter) Mode() string {
+	rdb, err := l.client()
+	if err != nil {
+		return "unknown"
+	}
+	if _, ok := rdb.(*redis.ClusterClient); ok {
+		return "cluster"
+	}
+	return "single"
+}
+
 // connect returns the client, making it first when the Limiter is pending.
 func (l *Limiter) connect(ctx context.Context) (redis.UniversalClient, error) {
 	if rdb, err := l.client(); err == nil {

@@ -69,6 +69,26 @@ type ClusterStatus struct {
 	Warning string `json:"warning,omitempty"`
 }
 
+// NodeInfo is the body of GET /v1/node: what the node answering is doing,
+// for the status page and for operators asking one node.
+type NodeInfo struct {
+	ID string `json:"id"`
+	// Mode is the mode decisions start in now: "local", "lease", "global"
+	// or "fallback" (api/check.Mode).
+	Mode string `json:"mode"`
+	// Redis is how the node reaches Redis: "none" (no --redis), "single",
+	// "cluster", or "unknown" (auto mode before Redis first answered).
+	Redis        string `json:"redis"`
+	RulesVersion uint64 `json:"rules_version"`
+	// Decisions is rule → result ("allowed", "denied", "shadow_denied") →
+	// decisions this node made since it started, over every mode: the
+	// counters of sluice_decisions_total, so rates are differences.
+	Decisions map[string]map[string]uint64 `json:"decisions"`
+	// TimeMs is when the counters were read (Unix milliseconds, the node's
+	// clock), so rates need no trust in the caller's timing.
+	TimeMs int64 `json:"time_ms"`
+}
+
 // JoinRequest is the body of POST /v1/cluster/join.
 type JoinRequest struct {
 	NodeID   string `json:"node_id"`

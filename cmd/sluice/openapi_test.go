@@ -43,6 +43,10 @@ type apiCall struct {
 // must have been seen, so the document can neither describe answers the
 // node does not give nor miss ones it does.
 func TestOpenAPIMatchesRealAnswers(t *testing.T) {
+	// The status page's answers are text, checked like /metrics' text/plain.
+	for _, ct := range []string{"text/html", "text/javascript", "text/css"} {
+		openapi3filter.RegisterBodyDecoder(ct, openapi3filter.RegisteredBodyDecoder("text/plain"))
+	}
 	open := startLiveNode(t)
 	startLiveNode(t, "--node-id", "n2", "--join", strings.TrimPrefix(open.url, "http://"))
 	guarded := startLiveNode(t, "--admin-token", "s3cret")
@@ -57,6 +61,7 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 	loginCheck := `{"attributes": {"ip": "198.51.100.2", "route": "/login", "method": "POST"}}`
 	proxied := map[string]string{"X-Real-IP": "198.51.100.3", "X-Original-URI": "/api/orders", "X-Original-Method": "GET"}
 	proxiedLogin := map[string]string{"X-Real-IP": "198.51.100.3", "X-Original-URI": "/login", "X-Original-Method": "POST"}
+	form := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
 
 	calls := []apiCall{
 		// the open node: every success, and the client errors
@@ -105,6 +110,10 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 		{node: open, method: "POST", path: "/v1/internal/handover", body: `{"node_id": "gone"}`, want: 200, leaderWrite: true},
 		{node: open, method: "POST", path: "/v1/internal/handover", body: `{"node_id": ""}`, want: 400, invalidOnWire: true},
 		{node: open, method: "POST", path: "/v1/internal/handover", body: huge, want: 413, invalidOnWire: true},
+		{node: open, method: "GET", path: "/v1/node", want: 200},
+		{node: open, method: "GET", path: "/ui", want: 200},
+		{node: open, method: "GET", path: "/ui/app.js", want: 200},
+		{node: open, method: "GET", path: "/ui/style.css", want: 200},
 		// the node with an admin token refuses a wrong one on every admin route
 		{node: guarded, method: "GET", path: "/v1/cluster", header: bearer, want: 401},
 		{node: guarded, method: "POST", path: "/v1/cluster/join", body: self, header: bearer, want: 401},
@@ -115,6 +124,12 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 		{node: guarded, method: "POST", path: "/v1/usage/reset", body: `{"rule": "login", "key": "x"}`, header: bearer, want: 401},
 		{node: guarded, method: "POST", path: "/v1/internal/demand", body: `{"node_id": "n1", "rates": {}}`, header: bearer, want: 401},
 		{node: guarded, method: "POST", path: "/v1/internal/handover", body: `{"node_id": "n1"}`, header: bearer, want: 401},
+		{node: guarded, method: "GET", path: "/v1/node", header: bearer, want: 401},
+		// the status page's sign-in on the node with a token
+		{node: guarded, method: "GET", path: "/ui", want: 401},
+		{node: guarded, method: "POST", path: "/ui/login", body: "token=wrong", header: form, want: 401},
+		{node: guarded, method: "POST", path: "/ui/login", body: "token=s3cret", header: form, want: 303},
+		{node: guarded, method: "POST", path: "/ui/logout", want: 303},
 		// the node that never reached its cluster: no leader, no rules
 		{node: lost, method: "POST", path: "/v1/check", body: loginCheck, want: 503},
 		{node: lost, method: "POST", path: "/v1/check/batch", body: `{"requests": [` + loginCheck + `]}`, want: 503},
@@ -254,6 +269,9 @@ func memberOf(t *testing.T, n *liveNode, id string) string {
 	return ""
 }
 
+// noRedirects shows a 303 as it is, not the page it points to.
+var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
 // checkCall makes c (repeatedly if asked), checks the status and validates
 // the request (unless it is invalid on purpose) and the answer against the
 // document; it returns "METHOD /path/template STATUS".
@@ -273,7 +291,7 @@ func checkCall(t *testing.T, router routers.Router, c apiCall) string {
 		for k, v := range c.header {
 			req.Header.Set(k, v)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := noRedirects.Do(req)
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}

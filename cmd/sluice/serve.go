@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/api/admin"
 	"github.com/sluicehq/sluice/api/clientip"
 	"github.com/sluicehq/sluice/fsm/rules"
 	"github.com/sluicehq/sluice/lua"
@@ -134,6 +135,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 		collectors.NewBuildInfoCollector())
 	engineOpts := []engine.Option{engine.WithMetrics(engine.NewMetrics(reg)), engine.WithLogger(logger)}
 	var n *node.Node
+	redisMode := func() string { return "none" }
 	if f.redis != "" {
 		var dialOpts []lua.DialOption
 		if certs.redisRoots != nil {
@@ -144,6 +146,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 			return fmt.Errorf("--redis: %w", err)
 		}
 		defer limiter.Close()
+		redisMode = limiter.Mode
 		engineOpts = append(engineOpts, engine.WithGlobal(engine.GlobalConfig{
 			Limiter:      limiter,
 			SliceTTL:     f.sliceTTL,
@@ -213,8 +216,11 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 	}
 	node.RegisterRaftMetrics(reg, n)
 	node.RegisterLeaseMetrics(reg, n)
-	srv, err := api.NewServer(api.Config{Engine: eng, Admin: n, Usage: eng, AdminToken: f.adminToken, Ready: readiness(eng, n), Registry: reg,
-		TrustedProxies: trustedProxies, NodeClient: certs.nodeClient()})
+	nodeInfo := func() admin.NodeInfo {
+		return admin.NodeInfo{ID: f.nodeID, Mode: string(eng.Mode()), Redis: redisMode(), RulesVersion: eng.RulesVersion()}
+	}
+	srv, err := api.NewServer(api.Config{Engine: eng, Admin: n, Usage: eng, NodeInfo: nodeInfo, AdminToken: f.adminToken,
+		Ready: readiness(eng, n), Registry: reg, TrustedProxies: trustedProxies, NodeClient: certs.nodeClient()})
 	if err != nil {
 		return err
 	}

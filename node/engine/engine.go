@@ -286,6 +286,9 @@ func (e *Engine) takeEach(ctx context.Context, rs *ruleSet, applicable []int, at
 // Redis is unreachable and the breaker is open (node.Config.Fallback).
 func (e *Engine) InFallback() bool { return e.health != nil && e.health.isDown() }
 
+// Mode is the mode decisions start in now (GET /v1/node).
+func (e *Engine) Mode() check.Mode { return e.mode() }
+
 // mode is the mode decisions start in.
 func (e *Engine) mode() check.Mode {
 	switch {
