@@ -10,7 +10,7 @@ import (
 	"github.com/sluicehq/sluice/api/admin"
 )
 
-// decisionsMetric is the engine's decision counter (node/metrics.go), the
+// decisionsMetric is the engine's decision counter (node/engine/metrics.go), the
 // one record of how many decisions each rule made.
 const decisionsMetric = "sluice_decisions_total"
 

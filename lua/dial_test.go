@@ -72,6 +72,9 @@ func TestDialWithoutRedis(t *testing.T) {
 		if got := cluster.Options().Addrs; len(got) != 2 || got[0] != "127.0.0.1:1" || got[1] != "127.0.0.1:2" {
 			t.Errorf("%s mode seeds %q", mode, got)
 		}
+		if m := lua.NewLimiter(rdb).Mode(); m != "cluster" {
+			t.Errorf("%s mode limiter says %q, want cluster", mode, m)
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
@@ -106,12 +109,18 @@ func TestPendingLimiterConnectsOnceRedisAnswers(t *testing.T) {
 	if _, err := l.Acquire(ctx, "r", "k", b, 1, 1, time.Second); !errors.Is(err, lua.ErrNoClient) {
 		t.Fatalf("Acquire before Redis is up = %v, want ErrNoClient", err)
 	}
+	if m := l.Mode(); m != "unknown" {
+		t.Errorf("Mode before Redis is up = %q, want unknown", m)
+	}
 	if err := l.Ping(ctx); !errors.Is(err, lua.ErrModeUnknown) {
 		t.Fatalf("Ping before Redis is up = %v, want ErrModeUnknown", err)
 	}
 	srv.Start()
 	if err := l.Ping(ctx); err != nil {
 		t.Fatalf("Ping once Redis is up = %v", err)
+	}
+	if m := l.Mode(); m != "single" {
+		t.Errorf("Mode once Redis answered = %q, want single", m)
 	}
 	g, err := l.Acquire(ctx, "r", "k", b, 2, 1, time.Second)
 	if err != nil || g.Granted != 2 {
