@@ -113,9 +113,13 @@ function describeLimit(r) {
   return "";
 }
 
-function renderRules(doc, node) {
+// renderRules lists the rules with this node's rates and counts and, when
+// the node serves /v1/top, the whole cluster's counts over the last minute.
+function renderRules(doc, node, top) {
   const list = Array.isArray(doc.rules) ? doc.rules : (doc.rules && doc.rules.rules) || [];
+  const cluster = new Map((top.rules || []).map(r => [r.rule, r]));
   const rows = list.map(r => {
+    const c = cluster.get(r.name);
     const s = series.get(r.name) || {decisions: [], denied: [], last: {total: 0, denied: 0}};
     const last = a => a.length ? a[a.length - 1] : 0;
     const name = el("td", {class: "mono"}, r.name, ...(r.shadow ? [el("span", {class: "tag"}, "shadow")] : []));
@@ -126,9 +130,10 @@ function renderRules(doc, node) {
       el("td", {class: "num rate-denied denied"}, fmtRate(last(s.denied))),
       el("td", {}, sparkline(s.denied, "denied")),
       el("td", {class: "num total"}, fmtCount(s.last ? s.last.total : 0)),
-      el("td", {class: "num total-denied"}, fmtCount(s.last ? s.last.denied : 0)));
+      el("td", {class: "num total-denied"}, fmtCount(s.last ? s.last.denied : 0)),
+      el("td", {class: "num cluster-minute"}, c ? `${fmtCount(c.denied)} of ${fmtCount(c.admitted + c.denied)}` : "–"));
   });
-  fill(document.querySelector("#rules tbody"), rows, 8, node ? "no rules" : "…");
+  fill(document.querySelector("#rules tbody"), rows, 9, node ? "no rules" : "…");
 }
 
 function renderLeases(leases, members) {
@@ -188,7 +193,7 @@ async function poll() {
     settle(get("/v1/leases")), getTop()]);
   if (node) { record(node); renderNode(node); }
   if (cluster) problems.push(renderCluster(cluster));
-  if (rules) renderRules(rules, node);
+  if (rules) renderRules(rules, node, top);
   if (leases) renderLeases(leases, cluster ? cluster.nodes.map(n => n.id) : []);
   renderTop(top);
   const banner = document.getElementById("banner");
