@@ -91,7 +91,7 @@ func (n *Node) autopilot(u *unheard, now time.Time) {
 	}
 	for _, s := range n.servers() {
 		if s.Suffrage == raft.Voter && gone(string(s.ID), n.voterGrace()) {
-			n.replaceVoter(string(s.ID), now)
+			n.replaceVoter(string(s.ID), now, "unheard")
 		}
 	}
 	n.fillCore(now)
@@ -117,9 +117,10 @@ func (n *Node) autoRemove(id string) {
 	n.logger.Info("autopilot removed a member unheard for longer than the threshold", "id", id, "after", n.removeAfter())
 }
 
-// replaceVoter gives the unheard voter id's vote to heir, a caught-up
-// non-voter the leader hears from, and reports whether it did.
-func (n *Node) replaceVoter(id string, now time.Time) bool {
+// replaceVoter gives voter id's vote to heir, a caught-up non-voter the
+// leader hears from, and reports whether it did. reason ("unheard",
+// "leaving") goes to the log, where operators see why the core changed.
+func (n *Node) replaceVoter(id string, now time.Time, reason string) bool {
 	heir, _ := n.heir(now)
 	if heir == "" {
 		return false
@@ -128,7 +129,7 @@ func (n *Node) replaceVoter(id string, now time.Time) bool {
 		n.logger.Warn("autopilot could not demote a voter", "id", id, "err", err)
 		return false
 	}
-	n.logger.Info("autopilot demoted a voter", "id", id, "heir", heir)
+	n.logger.Info("vote moved", "from", id, "to", heir, "reason", reason)
 	n.promoteLocked(heir)
 	return true
 }
@@ -246,7 +247,7 @@ func (n *Node) HandOver(ctx context.Context, id string) error {
 				// A leader hands leadership over first (Leave retries).
 				return fmt.Errorf("%w: the leader hands over leadership before its vote", admin.ErrUnavailable)
 			}
-			if !n.replaceVoter(id, time.Now()) {
+			if !n.replaceVoter(id, time.Now(), "leaving") {
 				if _, pending := n.heir(time.Now()); pending {
 					return fmt.Errorf("%w: no non-voter has caught up to take the vote yet", admin.ErrUnavailable)
 				}
