@@ -325,15 +325,16 @@ func (t *SliceTable) Entry(key []byte, rule, display string) *SliceEntry {
 // end rather than letting them run out or expire: long-lived (roomy) slices
 // of keys still in use that end soon or have less than a quarter left, so a
 // warm key's renewal travels in the sweeper's batch instead of stalling a
-// request.
+// request. A key is in use when a request touched it after its slice was
+// issued: however slow its pace, it is likely to come back, while a key
+// that got its slice and went quiet lets it end and costs nothing more.
 type RenewAhead struct {
-	Before      int64 // deadline before this (and not yet passed), or...
-	ActiveSince int64 // key used since this
-	MinLife     int64 // slice granted for at least this long
+	Before  int64 // deadline before this (and not yet passed), or...
+	MinLife int64 // slice granted for at least this long
 }
 
 func (r *RenewAhead) picks(e *SliceEntry, s *Slice, now int64) bool {
-	if r == nil || s == nil || now >= s.Deadline || s.Deadline-s.IssuedAt < r.MinLife || e.lastUsed.Load() < r.ActiveSince {
+	if r == nil || s == nil || now >= s.Deadline || s.Deadline-s.IssuedAt < r.MinLife || e.lastUsed.Load() <= s.IssuedAt {
 		return false
 	}
 	left := s.Left()

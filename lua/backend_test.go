@@ -65,6 +65,10 @@ func runScriptTests(t *testing.T, rdb redis.UniversalClient) {
 			"AdoptsLegacyGrants":  testAdoptsLegacyGrants,
 			"Roomy":               testRoomy,
 			"SettleAll":           testSettleAll,
+			"RenewAll":            testRenewAll,
+			"SlotGroups":          testSlotGroups,
+			"ManyInvariant":       testManyInvariant,
+			"ManyBadArguments":    testManyBadArguments,
 		} {
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()

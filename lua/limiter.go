@@ -136,14 +136,15 @@ func grantFrom(v []int64) Grant {
 	return g
 }
 
-// RenewAll runs many renewals in one round trip, as SettleAll does. grants[i] answers
-// calls[i] when errs[i] is nil.
-func (l *Limiter) RenewAll(ctx context.Context, calls []RenewCall) (grants []Grant, errs []error) {
+// RenewAll runs many renewals together (see runMany): grants[i] answers
+// calls[i] when errs[i] is nil. scripts is how many script runs carried them.
+func (l *Limiter) RenewAll(ctx context.Context, calls []RenewCall) (grants []Grant, errs []error, scripts int) {
 	grants = make([]Grant, len(calls))
-	errs = l.pipelined(ctx, len(calls), 6, func(i int) (string, string, Bucket, []int64) {
-		return calls[i].Rule, calls[i].Key, calls[i].Bucket, calls[i].args()
-	}, "acquire", func(i int, v []int64) { grants[i] = grantFrom(v) })
-	return grants, errs
+	errs, scripts = l.runMany(ctx, renewMany, len(calls), func(i int) bucketCall {
+		c := &calls[i]
+		return bucketCall{key: RedisKey(c.Rule, c.Key), b: c.Bucket, opArgs: c.args()}
+	}, func(i int, v []int64) { grants[i] = grantFrom(v) })
+	return grants, errs, scripts
 }
 
 // Settle ends a grant, handing back its unused tokens. It reports whether the grant was
@@ -223,66 +224,25 @@ type SettleCall struct {
 	Settlement
 }
 
-// SettleAll settles many grants in one round trip: a pipeline, which a cluster client
-// splits by node and sends to the nodes at once. It returns how many grants were still
-// outstanding and the first error; a grant whose settle failed expires in Redis and
-// counts as spent.
-func (l *Limiter) SettleAll(ctx context.Context, calls []SettleCall) (found int, err error) {
-	errs := l.pipelined(ctx, len(calls), 1, func(i int) (string, string, Bucket, []int64) {
+// SettleAll settles many grants together (see runMany). It returns how many
+// grants were still outstanding, how many script runs carried the settles and
+// the first error; a grant whose settle failed expires in Redis and counts as
+// spent.
+func (l *Limiter) SettleAll(ctx context.Context, calls []SettleCall) (found, scripts int, err error) {
+	errs, scripts := l.runMany(ctx, settleMany, len(calls), func(i int) bucketCall {
 		c := &calls[i]
-		return c.Rule, c.Key, c.Bucket, []int64{c.ID, c.Granted, c.Unused}
-	}, "settle", func(_ int, v []int64) {
+		return bucketCall{key: RedisKey(c.Rule, c.Key), b: c.Bucket, opArgs: []int64{c.ID, c.Granted, c.Unused}}
+	}, func(_ int, v []int64) {
 		if v[0] == 1 {
 			found++
 		}
 	})
 	for _, e := range errs {
 		if e != nil {
-			return found, e
+			return found, scripts, e
 		}
 	}
-	return found, nil
-}
-
-// pipelined sends n calls of op (call i from call(i)) in one pipeline and hands each
-// answer of want values to answer; it returns each call's error. A call that finds the
-// script not loaded (NOSCRIPT, e.g. after a restart) is sent again on its own, which
-// loads it.
-func (l *Limiter) pipelined(ctx context.Context, n, want int, call func(i int) (rule, key string, b Bucket, opArgs []int64), op string, answer func(i int, v []int64)) []error {
-	errs := make([]error, n)
-	rdb, err := l.client()
-	if err != nil {
-		for i := range errs {
-			errs[i] = err
-		}
-		return errs
-	}
-	pipe := rdb.Pipeline()
-	cmds := make([]*redis.Cmd, n)
-	for i := range n {
-		rule, key, b, opArgs := call(i)
-		cmds[i] = tokenBucket.EvalSha(ctx, pipe, scriptKeys(RedisKey(rule, key)), scriptArgs(op, b, opArgs...)...)
-	}
-	_, _ = pipe.Exec(ctx) // each command's own error is read below
-	for i, cmd := range cmds {
-		res, err := cmd.Result()
-		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			rule, key, b, opArgs := call(i)
-			res, err = tokenBucket.Run(ctx, rdb, scriptKeys(RedisKey(rule, key)), scriptArgs(op, b, opArgs...)...).Result()
-		}
-		var v []int64
-		if err == nil {
-			v, err = int64s(res, want)
-		}
-		if err != nil {
-			l.rereadSlotsAfter(rdb, err)
-			rule, key, _, _ := call(i)
-			errs[i] = fmt.Errorf("token bucket %s %s: %w", op, RedisKey(rule, key), err)
-			continue
-		}
-		answer(i, v)
-	}
-	return errs
+	return found, scripts, nil
 }
 
 // rereadSlotsAfter makes a cluster client re-read the slot map after a failure that was

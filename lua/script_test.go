@@ -342,8 +342,8 @@ func testRoomy(t *testing.T, e *env) {
 	}
 }
 
-// testSettleAll settles grants of many keys in one pipeline (on a cluster, split across
-// the nodes owning their slots): each behaves as its own settle.
+// testSettleAll settles grants of many keys in one pipeline of settle_many runs (on a
+// cluster, one run per hash slot, split across the nodes owning them): each behaves as its own settle.
 func testSettleAll(t *testing.T, e *env) {
 	b := lua.Bucket{Rate: 1, Per: time.Hour, Burst: 10}
 	var calls []lua.SettleCall
@@ -354,9 +354,12 @@ func testSettleAll(t *testing.T, e *env) {
 			Settlement: lua.Settlement{ID: g.ID, Granted: g.Granted, Unused: int64(i % 7)}})
 	}
 	calls = append(calls, lua.SettleCall{Rule: e.rule, Key: "k0", Bucket: b, Settlement: lua.Settlement{ID: 1, Granted: 6}})
-	found, err := e.lim.SettleAll(t.Context(), calls)
+	found, scripts, err := e.lim.SettleAll(t.Context(), calls)
 	if err != nil || found != 40 {
 		t.Fatalf("SettleAll of 40 live grants and an unknown one: found %d, %v; want 40", found, err)
+	}
+	if want := e.scriptRuns(keysOf(e.rule, calls)); scripts != want {
+		t.Errorf("SettleAll of 41 settles made %d script runs, want %d", scripts, want)
 	}
 	for i := range 40 {
 		if remaining, _ := e.peek("k"+strconv.Itoa(i), b); remaining != 4+int64(i%7) {

@@ -24,6 +24,16 @@
 --            of up to want for ttl_us. ttl_us in the reply is the grant's lifetime.
 --   settle   id, granted, unused -> 1 if the grant was still outstanding, 0 if not
 --   peek                         -> {remaining, reset_us, outstanding}, changes nothing
+--   renew_many n   n renewals, KEYS[2i-1] and KEYS[2i] naming bucket i; ARGV from 3 holds
+--                  ACQUIRE_WIDTH values per bucket: rate, per_us, burst, want, min, ttl_us,
+--                  prev_id, prev_granted, prev_unused, roomy_want, roomy_ttl_us (prev_id 0:
+--                  nothing to settle; roomy_want 0: no roomy ask) -> acquire's 6 values per
+--                  bucket, one flat array
+--   settle_many n  n settles, keys as renew_many; SETTLE_WIDTH values per bucket: rate,
+--                  per_us, burst, id, granted, unused -> settle's answer per bucket
+--   Each bucket of a *_many call behaves exactly as its own call at the same Redis TIME, in
+--   order (a key named twice sees the first call's effects). Every argument is checked
+--   before anything is written. On Redis Cluster all its keys must share one hash slot.
 --
 -- Invariant: tk + o <= burst after every call.
 --   * refill sets tk = min(burst - o, tk + elapsed*rate/per), so afterwards tk <= burst - o;
@@ -50,9 +60,15 @@ local MAX_EXPIRY_MS = 1e13
 -- is prepended.
 
 local op = ARGV[1]
-local rate = int_arg(2, 'rate', 1)
-local per = int_arg(3, 'per_us', 1)
-local burst = int_arg(4, 'burst', 1)
+-- The bucket the functions below work on: its hash K, its legacy grant set G and its
+-- parameters. A *_many call sets them for each bucket in turn.
+local K, G, rate, per, burst
+
+-- use_bucket makes bucket i (1-based) of the call current, its parameters from ARGV[at..at+2].
+local function use_bucket(i, at)
+  K, G = KEYS[2 * i - 1], KEYS[2 * i]
+  rate, per, burst = int_arg(at, 'rate', 1), int_arg(at + 1, 'per_us', 1), int_arg(at + 2, 'burst', 1)
+end
 
 -- grant_field names grant id's field in the hash; its value is "<amount>:<expiry µs>".
 local function grant_field(id)
@@ -71,13 +87,13 @@ end
 -- common path.
 local function adopt_legacy(move)
   local o, e, x = 0, 0, 0
-  local z = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+  local z = redis.call('ZRANGE', G, 0, -1, 'WITHSCORES')
   for i = 1, #z, 2 do
     local id, amount = string.match(z[i], '^(%d+):(%d+)$')
     local expiry = tonumber(z[i + 1])
     if id and expiry > now then
       if move then
-        redis.call('HSET', KEYS[1], grant_field(id), amount .. ':' .. int(expiry))
+        redis.call('HSET', K, grant_field(id), amount .. ':' .. int(expiry))
       end
       o = o + tonumber(amount)
       if e == 0 or expiry < e then
@@ -87,7 +103,7 @@ local function adopt_legacy(move)
     end
   end
   if move and #z > 0 then
-    redis.call('DEL', KEYS[2])
+    redis.call('DEL', G)
   end
   return o, e, x
 end
@@ -99,7 +115,7 @@ end
 -- after the key expires and the bucket starts over: a late settle never matches a younger
 -- grant. Only with write may it change anything.
 local function load(write, prev)
-  local h = redis.call('HMGET', KEYS[1], 'tk', 'ts', 'o', 'n', 'e', 'x', 'p', prev or 'n')
+  local h = redis.call('HMGET', K, 'tk', 'ts', 'o', 'n', 'e', 'x', 'p', prev or 'n')
   local s = {}
   if h[1] and h[2] and h[3] and h[5] then
     s.tk, s.ts, s.o, s.n = tonumber(h[1]), tonumber(h[2]), tonumber(h[3]), tonumber(h[4])
@@ -117,7 +133,7 @@ local function load(write, prev)
     s.tk, s.ts, s.n = burst - o, now, now
   end
   if prev then
-    s.prev = redis.call('HGET', KEYS[1], prev)
+    s.prev = redis.call('HGET', K, prev)
   end
   return s
 end
@@ -129,7 +145,7 @@ local function sweep(s, gone)
   if s.e == 0 or now < s.e then
     return
   end
-  local all = redis.call('HGETALL', KEYS[1])
+  local all = redis.call('HGETALL', K)
   local e = 0
   for i = 1, #all, 2 do
     if string.byte(all[i], 1) == 103 then -- 'g': a grant
@@ -174,7 +190,7 @@ local function retry_after_us(s, need)
   local cap = burst - s.o
   if need > cap then
     local grants = {}
-    local all = redis.call('HGETALL', KEYS[1])
+    local all = redis.call('HGETALL', K)
     for i = 1, #all, 2 do
       if string.byte(all[i], 1) == 103 then
         local amount, expiry = parse_grant(all[i + 1])
@@ -198,7 +214,7 @@ end
 -- new bucket would be identical to this one. add is a new grant's field and value, or nil.
 local function save(s, gone, add, value)
   if #gone > 0 then
-    redis.call('HDEL', KEYS[1], unpack(gone))
+    redis.call('HDEL', K, unpack(gone))
   end
   if s.o <= 0 then
     s.e, s.x = 0, 0
@@ -217,9 +233,9 @@ local function save(s, gone, add, value)
     args[#args + 1] = add
     args[#args + 1] = value
   end
-  redis.call('HSET', KEYS[1], unpack(args))
+  redis.call('HSET', K, unpack(args))
   if ms then
-    redis.call('PEXPIRE', KEYS[1], int(ms))
+    redis.call('PEXPIRE', K, int(ms))
   end
 end
 
@@ -251,42 +267,45 @@ local function settle_args(i, prefix)
   return id, granted, unused
 end
 
-if op == 'acquire' then
-  local want = int_arg(5, 'want', 1)
-  local min = int_arg(6, 'min', 1)
-  local ttl = int_arg(7, 'ttl_us', 1)
-  if not arg_error and min > want then
+-- acquire_args reads an acquire's arguments from ARGV[at..]: want, min, ttl_us, then the
+-- optional prev_* and roomy_* (fixed: all present, 0 meaning none).
+local function acquire_args(at, fixed)
+  local a = {want = int_arg(at, 'want', 1), min = int_arg(at + 1, 'min', 1), ttl = int_arg(at + 2, 'ttl_us', 1),
+    prev_id = 0, prev_granted = 0, prev_unused = 0, roomy_want = 0, roomy_ttl = 0}
+  if not arg_error and a.min > a.want then
     arg_error = 'ERR sluice: min must not exceed want'
   end
-  local prev_id, prev_granted, prev_unused = 0, 0, 0
-  if ARGV[8] and ARGV[8] ~= '0' then
-    prev_id, prev_granted, prev_unused = settle_args(8, 'prev_')
+  if ARGV[at + 3] and ARGV[at + 3] ~= '0' then
+    a.prev_id, a.prev_granted, a.prev_unused = settle_args(at + 3, 'prev_')
   end
+  if ARGV[at + 6] and not (fixed and ARGV[at + 6] == '0') then
+    a.roomy_want = int_arg(at + 6, 'roomy_want', 1)
+    a.roomy_ttl = int_arg(at + 7, 'roomy_ttl_us', 1)
+  end
+  return a
+end
+
+-- acquire settles a.prev (if any), then grants from the current bucket; it returns the
+-- 6 reply values.
+local function acquire(a)
+  local want, min, ttl = a.want, a.min, a.ttl
   local need = min -- the caller's cost: what its next request needs, whatever is granted now
-  local roomy_want, roomy_ttl = 0, 0
-  if ARGV[11] then
-    roomy_want = int_arg(11, 'roomy_want', 1)
-    roomy_ttl = int_arg(12, 'roomy_ttl_us', 1)
-  end
-  if arg_error then
-    return redis.error_reply(arg_error)
-  end
   local prev
-  if prev_id > 0 then
-    prev = grant_field(prev_id)
+  if a.prev_id > 0 then
+    prev = grant_field(a.prev_id)
   end
   local s = load(true, prev)
   local gone = {}
   sweep(s, gone)
   refill(s)
   if prev then
-    settle_grant(s, gone, prev, prev_granted, prev_unused)
+    settle_grant(s, gone, prev, a.prev_granted, a.prev_unused)
   end
   local granted, id, add, value = 0, 0, nil, nil
-  if roomy_want > want and s.tk - roomy_want >= burst / 2 then
+  if a.roomy_want > want and s.tk - a.roomy_want >= burst / 2 then
     -- Far from empty: a larger, longer-lived slice costs the other callers nothing now,
     -- and what it leaves unspent comes back when it is settled.
-    want, min, ttl = roomy_want, roomy_want, roomy_ttl
+    want, min, ttl = a.roomy_want, a.roomy_want, a.roomy_ttl
   end
   if math.floor(s.tk) >= min then
     granted = math.min(want, math.floor(s.tk))
@@ -313,11 +332,8 @@ if op == 'acquire' then
   return {granted, id, remaining(s), retry, math.ceil(until_us(s, burst)), ttl}
 end
 
-if op == 'settle' then
-  local id, granted, unused = settle_args(5, '')
-  if arg_error then
-    return redis.error_reply(arg_error)
-  end
+-- settle ends grant id of the current bucket; 1 if it was still outstanding.
+local function settle(id, granted, unused)
   local field = grant_field(id)
   local s = load(true, field)
   local gone = {}
@@ -326,6 +342,69 @@ if op == 'settle' then
   local found = settle_grant(s, gone, field, granted, unused)
   save(s, gone)
   return found
+end
+
+local ACQUIRE_WIDTH, SETTLE_WIDTH = 11, 6
+
+-- many reads a *_many call's arguments, width per bucket, with read(i, at) (at: where
+-- bucket i's op arguments start), checks them all, then runs apply(i, args) for each bucket
+-- and returns the answers in one flat array.
+local function many(width, read, apply)
+  local n = int_arg(2, 'n', 1)
+  if not arg_error and (#KEYS ~= 2 * n or #ARGV ~= 2 + n * width) then
+    arg_error = string.format('ERR sluice: %s of %d buckets needs %d keys and %d arguments, got %d and %d',
+      op, n, 2 * n, 2 + n * width, #KEYS, #ARGV)
+  end
+  local args = {}
+  for i = 1, (arg_error and 0 or n) do
+    local at = 3 + (i - 1) * width
+    use_bucket(i, at)
+    args[i] = read(i, at + 3)
+  end
+  if arg_error then
+    return redis.error_reply(arg_error)
+  end
+  local out = {}
+  for i = 1, n do
+    use_bucket(i, 3 + (i - 1) * width)
+    local v = apply(i, args[i])
+    if type(v) == 'table' then
+      for _, x in ipairs(v) do
+        out[#out + 1] = x
+      end
+    else
+      out[#out + 1] = v
+    end
+  end
+  return out
+end
+
+if op == 'renew_many' then
+  return many(ACQUIRE_WIDTH, function(_, at) return acquire_args(at, true) end,
+    function(_, a) return acquire(a) end)
+end
+
+if op == 'settle_many' then
+  return many(SETTLE_WIDTH, function(_, at) return {settle_args(at, '')} end,
+    function(_, a) return settle(a[1], a[2], a[3]) end)
+end
+
+use_bucket(1, 2)
+
+if op == 'acquire' then
+  local a = acquire_args(5, false)
+  if arg_error then
+    return redis.error_reply(arg_error)
+  end
+  return acquire(a)
+end
+
+if op == 'settle' then
+  local id, granted, unused = settle_args(5, '')
+  if arg_error then
+    return redis.error_reply(arg_error)
+  end
+  return settle(id, granted, unused)
 end
 
 if op == 'peek' then

@@ -329,8 +329,7 @@ func (g *globalPath) expire(ctx context.Context, idleFor time.Duration, limit fu
 	s := g.newSettler(ctx)
 	var ahead *buckets.RenewAhead
 	if g.cfg.RoomyTTL > g.cfg.SliceTTL {
-		ahead = &buckets.RenewAhead{Before: now + 2*int64(g.cfg.SliceTTL), ActiveSince: now - int64(renewAheadActive),
-			MinLife: int64(g.cfg.SliceTTL) + 1}
+		ahead = &buckets.RenewAhead{Before: now + 2*int64(g.cfg.SliceTTL), MinLife: int64(g.cfg.SliceTTL) + 1}
 	}
 	_, renew := g.slices.Expire(now, now-int64(idleFor), ahead, s.settle)
 	err := s.wait()
@@ -339,11 +338,6 @@ func (g *globalPath) expire(ctx context.Context, idleFor time.Duration, limit fu
 	}
 	return err
 }
-
-// renewAheadActive: a roomy slice is renewed ahead of its end only for a
-// key used this recently; others end, hand back what is left, and cost
-// nothing more until their next request.
-const renewAheadActive = time.Second
 
 // renewAll renews entries' slices, settleBatch per pipeline. An entry whose
 // refill lock is taken (a request is refilling it) or whose rule is gone is
@@ -367,7 +361,7 @@ func (g *globalPath) renewAll(ctx context.Context, entries []*buckets.SliceEntry
 		}
 		callCtx, cancel := context.WithTimeout(ctx, g.cfg.RedisTimeout)
 		start := time.Now()
-		grants, errs := g.cfg.Limiter.RenewAll(callCtx, calls)
+		grants, errs, scripts := g.cfg.Limiter.RenewAll(callCtx, calls)
 		cancel()
 		var err error
 		for i, r := range rs {
@@ -378,7 +372,7 @@ func (g *globalPath) renewAll(ctx context.Context, entries []*buckets.SliceEntry
 			}
 			r.e.UnlockRefill()
 		}
-		g.cfg.Metrics.observeTrip("acquire", len(calls), err, time.Since(start))
+		g.cfg.Metrics.observeTrip("acquire", len(calls), scripts, err, time.Since(start))
 		if err != nil && first == nil {
 			first = err
 		}
@@ -397,10 +391,10 @@ func (g *globalPath) closeAll(ctx context.Context) error {
 // (settleSpent), and the sweeper's settle pipelines in flight at once.
 const settleParallelism = 16
 
-// settleBatch is the most settles one pipeline carries: a sweep over many
-// keys costs a round trip per settleBatch keys, and ends well within the
-// grants' margin.
-const settleBatch = 256
+// settleBatch is the most settles or renewals one pipeline carries, in
+// script runs of up to 128 keys each: a sweep over many keys costs a round
+// trip per settleBatch keys, and ends well within the grants' margin.
+const settleBatch = 1024
 
 // settler collects closed slices' unused tokens during a sweep and hands
 // them back to Redis in pipelines when the sweep is done.
@@ -429,8 +423,8 @@ func (s *settler) wait() error {
 			ctx, cancel := context.WithTimeout(s.ctx, s.g.cfg.RedisTimeout)
 			defer cancel()
 			start := time.Now()
-			_, err := s.g.cfg.Limiter.SettleAll(ctx, chunk)
-			s.g.cfg.Metrics.observeTrip("settle", len(chunk), err, time.Since(start))
+			_, scripts, err := s.g.cfg.Limiter.SettleAll(ctx, chunk)
+			s.g.cfg.Metrics.observeTrip("settle", len(chunk), scripts, err, time.Since(start))
 			if err != nil {
 				first.CompareAndSwap(nil, &err)
 			}

@@ -32,14 +32,25 @@ type scriptCalls struct {
 	before, after atomic.Pointer[func()]
 }
 
-// scriptOp is the token bucket script's op argument: EVALSHA sha 2 key key op ...
-func scriptOp(cmd redis.Cmder) string {
-	if args := cmd.Args(); len(args) > 5 {
-		if op, ok := args[5].(string); ok {
-			return op
-		}
+// scriptOp is the token bucket script's op argument (EVALSHA sha numkeys
+// key... op ...) and how many buckets the call serves: a renew_many or
+// settle_many run counts as that many acquires or settles.
+func scriptOp(cmd redis.Cmder) (op string, buckets int64) {
+	args := cmd.Args()
+	if len(args) < 3 {
+		return "", 0
 	}
-	return ""
+	numKeys, _ := args[2].(int)
+	if len(args) <= 4+numKeys {
+		return "", 0
+	}
+	op, _ = args[3+numKeys].(string)
+	switch op {
+	case "renew_many", "settle_many":
+		n, _ := args[4+numKeys].(int)
+		return map[string]string{"renew_many": "acquire", "settle_many": "settle"}[op], int64(n)
+	}
+	return op, 1
 }
 
 func (c *scriptCalls) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -50,14 +61,15 @@ func (c *scriptCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			return next(ctx, cmd)
 		}
 		c.n.Add(1)
-		if scriptOp(cmd) == "settle" {
-			c.settles.Add(1)
+		op, n := scriptOp(cmd)
+		if op == "settle" {
+			c.settles.Add(n)
 			c.settleTrips.Add(1)
 		}
-		if scriptOp(cmd) != "acquire" {
+		if op != "acquire" {
 			return next(ctx, cmd)
 		}
-		c.acquires.Add(1)
+		c.acquires.Add(n)
 		if f := c.before.Load(); f != nil {
 			(*f)()
 		}
@@ -78,11 +90,11 @@ func (c *scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 		for _, cmd := range cmds {
 			if name := cmd.Name(); name == "evalsha" || name == "eval" {
 				c.n.Add(1)
-				switch scriptOp(cmd) {
+				switch op, n := scriptOp(cmd); op {
 				case "settle":
-					settles++
+					settles += n
 				case "acquire":
-					acquires++
+					acquires += n
 				}
 			}
 		}

@@ -61,7 +61,7 @@ func (h *redisHealth) probeUntilUp() {
 		start := time.Now()
 		err := h.probe(ctx)
 		cancel()
-		h.metrics.observe("probe", err, time.Since(start))
+		h.metrics.observeTrip("probe", 1, 0, err, time.Since(start))
 		if err == nil {
 			h.down.Store(false)
 			h.metrics.setFallback(false)

@@ -13,8 +13,10 @@ type RedisMetrics struct {
 	requests *prometheus.CounterVec
 	// calls counts commands by kind, trips the round trips that carried
 	// them: a pipeline of settles is many calls in one trip.
-	calls    *prometheus.CounterVec
-	trips    prometheus.Counter
+	calls *prometheus.CounterVec
+	trips prometheus.Counter
+	// scripts counts script runs: one renew_many run carries many calls.
+	scripts  *prometheus.CounterVec
 	duration prometheus.Histogram
 	refills  prometheus.Counter
 	fallback prometheus.Gauge
@@ -37,6 +39,10 @@ func NewRedisMetrics(reg prometheus.Registerer) *RedisMetrics {
 			Namespace: "sluice", Name: "redis_round_trips_total",
 			Help: "Round trips to Redis; a pipeline of calls is one.",
 		}),
+		scripts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sluice", Name: "redis_script_runs_total",
+			Help: "Script runs (EVALSHA) by kind, as in sluice_redis_calls_total; one run renews or settles up to 128 keys.",
+		}, []string{"kind"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "sluice", Name: "redis_request_duration_seconds",
 			Help:    "Round-trip time of calls to Redis.",
@@ -55,16 +61,17 @@ func NewRedisMetrics(reg prometheus.Registerer) *RedisMetrics {
 			Help: "The bound on every Redis call (--redis-timeout); a slower call counts as Redis down.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.calls, m.trips, m.duration, m.refills, m.fallback, m.timeout)
+	reg.MustRegister(m.requests, m.calls, m.trips, m.scripts, m.duration, m.refills, m.fallback, m.timeout)
 	return m
 }
 
+// observe records one round trip carrying one script run of op.
 func (m *RedisMetrics) observe(op string, err error, took time.Duration) {
-	m.observeTrip(op, 1, err, took)
+	m.observeTrip(op, 1, 1, err, took)
 }
 
-// observeTrip records one round trip carrying n calls of op.
-func (m *RedisMetrics) observeTrip(op string, n int, err error, took time.Duration) {
+// observeTrip records one round trip carrying n calls of op in scripts runs.
+func (m *RedisMetrics) observeTrip(op string, n, scripts int, err error, took time.Duration) {
 	if m == nil {
 		return
 	}
@@ -77,6 +84,9 @@ func (m *RedisMetrics) observeTrip(op string, n int, err error, took time.Durati
 	}
 	m.requests.WithLabelValues(op, result).Add(float64(n))
 	m.calls.WithLabelValues(op).Add(float64(n))
+	if scripts > 0 {
+		m.scripts.WithLabelValues(op).Add(float64(scripts))
+	}
 	m.trips.Inc()
 	m.duration.Observe(took.Seconds())
 }
