@@ -44,7 +44,7 @@ type GlobalConfig struct {
 }
 
 // DefaultRoomyTTL is the default lifetime of roomy slices (--slice-max-ttl).
-const DefaultRoomyTTL = 30 * time.Second
+const DefaultRoomyTTL = 5 * time.Minute
 
 // grantMargin is how much longer than the slice TTL Redis keeps a grant
 // outstanding: the node stops spending at send time + TTL by its own clock,

@@ -38,10 +38,10 @@ func BenchmarkWarmKeys(b *testing.B) {
 		global := newGlobalEngine(b, dialRedis(b, time.Second, srv.Addr()),
 			globalOpts{nodes: 1, sliceTTL: 250 * time.Millisecond, redisTimeout: time.Second}, warmRule)
 		warmUp(b, global, reqs)
-		// Global first, straight after the warm-up: a key left idle for a
-		// slice lifetime goes cold. For figures that include each key's
-		// renewal, run at least a roomy lifetime (DefaultRoomyTTL) of
-		// decisions, e.g. -benchtime 8000000x.
+		// Global first, straight after the warm-up. Figures include each
+		// key's renewal ahead only when the run lasts a roomy lifetime
+		// (DefaultRoomyTTL); a shorter run shows the decisions between
+		// renewals, and docs/PERFORMANCE.md adds the renewals' cost.
 		b.Run(fmt.Sprintf("keys=%d/redis", keys), func(b *testing.B) {
 			before, trips := redisStats(b, probe), metricValue(b, global.metrics.trips)
 			driveWarmKeys(b, global.Engine, reqs)
