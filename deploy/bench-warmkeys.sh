@@ -3,7 +3,7 @@
 # keys"): a node with Redis (global mode) against the same node without Redis (local mode),
 # the same rule (100,000/s per key: never binding) and the same load driver (`sluice bench`,
 # closed loop, CONCURRENCY callers, keys round-robin), for each key count in KEYS_LIST. After
-# a warm-up that sees every key about twice (WARMUP_<keys>: 5 s, 80 s for 100,000 keys) the two are measured
+# a warm-up (below: until a warm-up round's refills are at most 5% of its decisions) the two are measured
 # alternately ROUNDS times. Per round it prints checks/s of each and their ratio, then for the
 # node with Redis: script runs and round trips per decision (the node's
 # sluice_redis_script_runs_total and sluice_redis_round_trips_total; the script runs Redis saw
@@ -103,10 +103,20 @@ redis_side() {
 echo "== warm keys over HTTP: $(nproc) CPUs shared by everything; $(uptime | sed 's/.*load/load/')"
 echo "== binaries: $BINS; callers $CONCURRENCY; ${DURATION} per measurement; redis 127.0.0.1:$redis_port"
 for keys in $KEYS_LIST; do
-  warm_var=WARMUP_$keys
-  warm=${!warm_var:-$(( keys / 1250 > 120 ? 120 : (keys / 1250 < 5 ? 5 : keys / 1250) ))s}
+  # Warm-up: the node with Redis runs rounds until a round's refills by requests
+  # (sluice_redis_calls_total{kind="acquire"} counts them with the renewals ahead) fall to
+  # 5% of its decisions, at most WARMUP_ROUNDS; the node without Redis runs one round.
+  warm=$(( keys / 2500 > 40 ? 40 : (keys / 2500 < 5 ? 5 : keys / 2500) ))s
   for label in "${labels[@]}"; do
-    for mode in redis local; do bench "${addr[$label-$mode]}" "$keys" "$warm" >/dev/null; done
+    bench "${addr[$label-local]}" "$keys" "$warm" >/dev/null
+    g=${addr[$label-redis]}
+    for w in $(seq "${WARMUP_ROUNDS:-8}"); do
+      a0=$(metric "$g" 'sluice_redis_calls_total{kind="acquire"}')
+      read -r sent _ < <(bench "$g" "$keys" "$warm")
+      a1=$(metric "$g" 'sluice_redis_calls_total{kind="acquire"}')
+      echo "   warm-up keys=$keys $label round $w: $sent decisions, $((a1 - a0)) acquires"
+      if [ $(( (a1 - a0) * 20 )) -le "$sent" ]; then break; fi
+    done
   done
   for r in $(seq "$ROUNDS"); do
     for label in "${labels[@]}"; do
