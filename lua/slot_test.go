@@ -8,7 +8,7 @@ func TestKeySlot(t *testing.T) {
 		t.Errorf("crc16(123456789) = %#x, want 0x31c3", got)
 	}
 	for key, want := range map[string]int{
-		"123456789":           12739,
+		"123456789":            12739,
 		"{user1000}.following": KeySlot("user1000"),
 		"foo{}{bar}":           KeySlot("foo{}{bar}"),
 		"foo{{bar}}zap":        KeySlot("{bar"),
