@@ -1,0 +1,61 @@
+package hitters
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+)
+
+// benchKeys are 4096 client addresses, a realistic key shape.
+func benchKeys() []string {
+	keys := make([]string, 4096)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("198.51.%d.%d", i/256, i%256)
+	}
+	return keys
+}
+
+// BenchmarkRecordHot records one key over and over: the key is counted, so
+// this is the lookup-and-increment path an attacker's key takes.
+func BenchmarkRecordHot(b *testing.B) {
+	var r Rule
+	r.Record("203.0.113.7", 1, true, 0)
+	b.ReportAllocs()
+	now := int64(0)
+	for b.Loop() {
+		now += 100 // ten million decisions a second: seconds do turn over
+		r.Record("203.0.113.7", 1, true, now)
+	}
+}
+
+// BenchmarkRecordSpread records 4096 keys in turn, far more than a second's
+// Capacity: nearly every Record replaces the smallest counter.
+func BenchmarkRecordSpread(b *testing.B) {
+	var r Rule
+	keys := benchKeys()
+	b.ReportAllocs()
+	now, i := int64(0), 0
+	for b.Loop() {
+		now += 100
+		i++
+		r.Record(keys[i%len(keys)], 1, i%8 == 0, now)
+	}
+}
+
+// BenchmarkRecordParallel has every core record into the same rule and
+// side: the contended case, one lock per side and second.
+func BenchmarkRecordParallel(b *testing.B) {
+	var r Rule
+	keys := benchKeys()
+	var worker atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(worker.Add(1)) * 7919
+		now := int64(0)
+		for pb.Next() {
+			i++
+			now += 100
+			r.Record(keys[i%16], 1, true, now) // a few heavy keys, as in an attack
+		}
+	})
+}

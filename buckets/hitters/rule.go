@@ -1,0 +1,116 @@
+package hitters
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Windows a rule can be asked about.
+const (
+	Short = 10 * time.Second
+	Long  = time.Minute
+)
+
+// ringSeconds holds Long's whole seconds plus the one being recorded.
+const ringSeconds = int(Long/time.Second) + 1
+
+// Sides of a decision, each summarized on its own: a key heavy in denials
+// must be listed even when admitted traffic is far heavier.
+const (
+	sideAdmitted = iota
+	sideDenied
+	numSides
+)
+
+// Rule is one rule's recent heavy hitters. The zero value is ready; its
+// memory (782 KB) is allocated on the first Record, so rules that never
+// decide cost nothing.
+type Rule struct {
+	ring atomic.Pointer[ring]
+	init sync.Mutex // guards allocating ring
+}
+
+// ring is a second's summaries by second modulo ringSeconds.
+type ring [ringSeconds][numSides]secondSide
+
+// secondSide is one side's summary of one second. Each has its own lock, so
+// admitted and denied decisions, and different seconds, never contend.
+type secondSide struct {
+	mu  sync.Mutex
+	sec int64 // which second (now / 1s) ss counts
+	ss  spaceSaving
+}
+
+var seed = maphash.MakeSeed()
+
+// Record counts cost for key, admitted or denied, at monotonic time now
+// (nanoseconds). It does not allocate after the rule's first Record.
+func (r *Rule) Record(key string, cost int64, denied bool, now int64) {
+	side := sideAdmitted
+	if denied {
+		side = sideDenied
+	}
+	rg := r.ring.Load()
+	if rg == nil {
+		rg = r.allocate()
+	}
+	kept, cut := cutKey(key)
+	hash := maphash.String(seed, kept)
+	sec := now / int64(time.Second)
+	s := &rg[sec%int64(ringSeconds)][side]
+	s.mu.Lock()
+	if sec > s.sec {
+		s.ss.reset()
+		s.sec = sec
+	}
+	// A reading older than the second the slot holds (a batch decided on
+	// one clock reading) counts in the slot's second.
+	s.ss.add(kept, cut, hash, cost)
+	s.mu.Unlock()
+}
+
+func (r *Rule) allocate() *ring {
+	r.init.Lock()
+	defer r.init.Unlock()
+	if rg := r.ring.Load(); rg != nil {
+		return rg
+	}
+	rg := new(ring)
+	for i := range rg {
+		for j := range rg[i] {
+			rg[i][j].sec = -1
+		}
+	}
+	r.ring.Store(rg)
+	return rg
+}
+
+// Window merges the rule's summaries of the whole seconds in the last
+// window (Short or Long, or any whole number of seconds up to Long) before
+// now's second: the second being recorded is left out, so a window always
+// spans exactly its length.
+func (r *Rule) Window(now int64, window time.Duration) (admitted, denied Summary) {
+	rg := r.ring.Load()
+	if rg == nil {
+		return Summary{}, Summary{}
+	}
+	n := min(int64(window/time.Second), int64(ringSeconds-1))
+	cur := now / int64(time.Second)
+	var m [numSides]merger
+	for sec := cur - n; sec < cur; sec++ {
+		if sec < 0 {
+			continue
+		}
+		for side := range numSides {
+			s := &rg[sec%int64(ringSeconds)][side]
+			s.mu.Lock()
+			if s.sec == sec {
+				m[side].addSummary(&s.ss)
+			}
+			s.mu.Unlock()
+		}
+	}
+	return m[sideAdmitted].result(), m[sideDenied].result()
+}
