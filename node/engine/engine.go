@@ -11,6 +11,7 @@ import (
 	"github.com/sluicehq/sluice/api/admin"
 	"github.com/sluicehq/sluice/api/check"
 	"github.com/sluicehq/sluice/buckets"
+	"github.com/sluicehq/sluice/buckets/hitters"
 	"github.com/sluicehq/sluice/fsm/rules"
 )
 
@@ -31,9 +32,11 @@ type Engine struct {
 	quotas   *quotaPath     // quota rules' counters (quota.go)
 	epoch    time.Time
 	metrics  *Metrics
-	logger   *slog.Logger
-	ctx      context.Context
-	cancel   context.CancelFunc
+	// keepHitters: rules keep heavy-hitter summaries (WithHitters).
+	keepHitters bool
+	logger      *slog.Logger
+	ctx         context.Context
+	cancel      context.CancelFunc
 }
 
 // ruleSet is one immutable rules version, precompiled for the hot path.
@@ -42,6 +45,7 @@ type ruleSet struct {
 	compiled *rules.Compiled
 	limits   []buckets.Limit // by rule index; zero for quota rules
 	counters []*ruleCounters // by rule index; nil without metrics
+	hitters  []*hitters.Rule // by rule index; nil without WithHitters
 	noRule   *ruleCounters   // decisions no rule applies to
 	longKeys []int           // rules whose key can exceed check.MaxKeyBytes
 }
@@ -119,6 +123,7 @@ func (e *Engine) SetRules(version uint64, set *rules.Set) {
 		}
 		kept[r.Name] = true
 	}
+	rs.hitters = e.hittersFor(rs, e.rules.Load())
 	prev := e.rules.Swap(rs)
 	if prev == nil {
 		return
@@ -212,6 +217,7 @@ func (e *Engine) decideAt(ctx context.Context, rs *ruleSet, req *check.Request, 
 		e.refund(rs, applicable, modes, req.Attributes, d.Results, cost, now)
 	}
 	summarize(d)
+	rs.recordHitters(applicable, d, cost, now)
 	if batch != nil {
 		batch.observe(rs, applicable, d)
 	} else {

@@ -53,6 +53,7 @@ func (e *Engine) DecideAll(ctx context.Context, reqs []check.Request, out []chec
 			e.refund(rs, applicable[i], modes[i], reqs[i].Attributes, out[i].Results, reqs[i].EffectiveCost(), now)
 		}
 		summarize(&out[i])
+		rs.recordHitters(applicable[i], &out[i], reqs[i].EffectiveCost(), now)
 		bm.observe(rs, applicable[i], &out[i])
 	}
 	return allowed, nil
