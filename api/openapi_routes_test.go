@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/api/admin"
 	"github.com/sluicehq/sluice/api/openapi"
+	"github.com/sluicehq/sluice/api/top"
 	"github.com/sluicehq/sluice/node/engine"
 )
 
@@ -20,7 +21,8 @@ import (
 // for GET at least.
 func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	e := engine.New()
-	srv, err := NewServer(Config{Engine: e, Admin: &fakeAdmin{}, Usage: e, NodeInfo: func() admin.NodeInfo { return admin.NodeInfo{} }})
+	srv, err := NewServer(Config{Engine: e, Admin: &fakeAdmin{}, Usage: e, NodeInfo: func() admin.NodeInfo { return admin.NodeInfo{} },
+		Top: &top.Service{}})
 	if err != nil {
 		t.Fatal(err)
 	}

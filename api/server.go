@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/api/clientip"
 	"github.com/sluicehq/sluice/api/middleware"
 	"github.com/sluicehq/sluice/api/openapi"
+	"github.com/sluicehq/sluice/api/top"
 )
 
 // Engine is what the check endpoints need from a node's decision engine.
@@ -37,6 +38,8 @@ type Config struct {
 	// NodeInfo says what this node is doing, for GET /v1/node (the server
 	// adds the decision counts from Registry); nil leaves the route out.
 	NodeInfo func() admin.NodeInfo
+	// Top serves GET /v1/top and GET /v1/internal/top; nil leaves them out.
+	Top *top.Service
 	// AdminToken guards the admin routes; empty means loopback clients only.
 	AdminToken string
 	// NodeClient reports whether a TLS client presented a node certificate
@@ -113,6 +116,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.Usage != nil {
 		registerUsageRoutes(r, cfg.Usage, guard)
+	}
+	if cfg.Top != nil {
+		registerTopRoutes(r, cfg.Top, guard)
 	}
 	r.NoRoute(func(c *gin.Context) { c.JSON(http.StatusNotFound, gin.H{"error": "no such route"}) })
 	// A known route asked with the wrong method is 405 with Allow (RFC 9110

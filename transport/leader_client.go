@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -90,6 +91,22 @@ func (c *LeaderClient) ReportDemand(ctx context.Context, target string, r admin.
 	return c.do(ctx, http.MethodPost, target, "/v1/internal/demand", body, nil)
 }
 
+// maxTopAnswer bounds a member's /v1/internal/top answer: every rule's
+// summaries, up to top.MaxK entries a side.
+const maxTopAnswer = 32 << 20
+
+// Top asks the member at target for its own heavy-hitter summaries of rule
+// ("" for every rule) over window, k entries a side.
+func (c *LeaderClient) Top(ctx context.Context, target, rule, window string, k int) (admin.NodeTop, error) {
+	q := url.Values{"window": {window}, "k": {strconv.Itoa(k)}}
+	if rule != "" {
+		q.Set("rule", rule)
+	}
+	var out admin.NodeTop
+	err := c.call(ctx, http.MethodGet, target, "/v1/internal/top?"+q.Encode(), nil, &out, maxTopAnswer)
+	return out, err
+}
+
 // baseURL turns a member address ("host:port" or "scheme://host:port") into
 // the base URL of its HTTP API.
 func (c *LeaderClient) baseURL(target string) string {
@@ -99,7 +116,15 @@ func (c *LeaderClient) baseURL(target string) string {
 	return strings.TrimRight(target, "/")
 }
 
+// maxAnswer bounds the answer to an admin call.
+const maxAnswer = 1 << 20
+
 func (c *LeaderClient) do(ctx context.Context, method, target, path string, body []byte, out any) error {
+	return c.call(ctx, method, target, path, body, out, maxAnswer)
+}
+
+// call makes one call, reading at most limit bytes of the answer.
+func (c *LeaderClient) call(ctx context.Context, method, target, path string, body []byte, out any, limit int64) error {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -122,7 +147,7 @@ func (c *LeaderClient) do(ctx context.Context, method, target, path string, body
 		return fmt.Errorf("%w: %s %s: %v", admin.ErrUnavailable, method, target, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {
 		return fmt.Errorf("%w: read answer from %s: %v", admin.ErrUnavailable, target, err)
 	}

@@ -93,16 +93,10 @@ func (r *Rule) allocate() *ring {
 // spans exactly its length.
 func (r *Rule) Window(now int64, window time.Duration) (admitted, denied Summary) {
 	rg := r.ring.Load()
-	if rg == nil {
-		return Summary{}, Summary{}
-	}
 	n := min(int64(window/time.Second), int64(ringSeconds-1))
 	cur := now / int64(time.Second)
 	var m [numSides]merger
-	for sec := cur - n; sec < cur; sec++ {
-		if sec < 0 {
-			continue
-		}
+	for sec := max(cur-n, 0); sec < cur && rg != nil; sec++ {
 		for side := range numSides {
 			s := &rg[sec%int64(ringSeconds)][side]
 			s.mu.Lock()

@@ -152,7 +152,7 @@ func TestWindowLeavesOutTheCurrentSecondAndOldOnes(t *testing.T) {
 		t.Fatalf("admitted side: %+v, want empty", admitted)
 	}
 	var idle Rule
-	if a, d := idle.Window(time.Hour.Nanoseconds(), Short); a.Total != 0 || d.Entries != nil {
+	if a, d := idle.Window(time.Hour.Nanoseconds(), Short); a.Total != 0 || d.Entries == nil || len(d.Entries) != 0 {
 		t.Fatalf("a rule never recorded: %+v %+v", a, d)
 	}
 }

@@ -16,6 +16,8 @@ type Summary struct {
 	Floor int64 `json:"floor"`
 	// Entries are sorted by Count, largest first (then by Key).
 	Entries []Entry `json:"entries"`
+	// byKey indexes Entries for Lookup, built on its first call.
+	byKey map[string]int
 }
 
 // Entry is one heavy hitter.
@@ -28,10 +30,14 @@ type Entry struct {
 // Lookup returns key's count and error: its entry's, or Floor and Floor
 // (between 0 and Floor) when it is not listed.
 func (s *Summary) Lookup(key string) (count, err int64, listed bool) {
-	for _, e := range s.Entries {
-		if e.Key == key {
-			return e.Count, e.Error, true
+	if s.byKey == nil {
+		s.byKey = make(map[string]int, len(s.Entries))
+		for i, e := range s.Entries {
+			s.byKey[e.Key] = i
 		}
+	}
+	if i, ok := s.byKey[key]; ok {
+		return s.Entries[i].Count, s.Entries[i].Error, true
 	}
 	return s.Floor, s.Floor, false
 }
@@ -44,6 +50,7 @@ func (s *Summary) Truncate(k int) {
 	}
 	s.Floor = max(s.Floor, s.Entries[k].Count)
 	s.Entries = s.Entries[:k]
+	s.byKey = nil
 }
 
 // Merge combines summaries of disjoint parts of a stream (seconds of one

@@ -25,6 +25,7 @@ import (
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/api/admin"
 	"github.com/sluicehq/sluice/api/clientip"
+	"github.com/sluicehq/sluice/api/top"
 	"github.com/sluicehq/sluice/fsm/rules"
 	"github.com/sluicehq/sluice/lua"
 	"github.com/sluicehq/sluice/node"
@@ -133,7 +134,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector())
-	engineOpts := []engine.Option{engine.WithMetrics(engine.NewMetrics(reg)), engine.WithLogger(logger)}
+	engineOpts := []engine.Option{engine.WithMetrics(engine.NewMetrics(reg)), engine.WithLogger(logger), engine.WithHitters()}
 	var n *node.Node
 	redisMode := func() string { return "none" }
 	if f.redis != "" {
@@ -220,7 +221,8 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 		return admin.NodeInfo{ID: f.nodeID, Mode: string(eng.Mode()), Redis: redisMode(), RulesVersion: eng.RulesVersion()}
 	}
 	srv, err := api.NewServer(api.Config{Engine: eng, Admin: n, Usage: eng, NodeInfo: nodeInfo, AdminToken: f.adminToken,
-		Ready: readiness(eng, n), Registry: reg, TrustedProxies: trustedProxies, NodeClient: certs.nodeClient()})
+		Ready: readiness(eng, n), Registry: reg, TrustedProxies: trustedProxies, NodeClient: certs.nodeClient(),
+		Top: &top.Service{Local: eng, Cluster: n, Timeout: topTimeout}})
 	if err != nil {
 		return err
 	}
@@ -278,6 +280,9 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 	eng.Close(shutdownCtx)
 	return n.Close()
 }
+
+// topTimeout bounds how long GET /v1/top waits for the other members.
+const topTimeout = 3 * time.Second
 
 // dialRedis makes the Redis limiter. Redis being down at start is no error:
 // the node decides in fallback until the probe reaches Redis (in auto mode,
