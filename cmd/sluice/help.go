@@ -20,6 +20,7 @@ var commandHelp = map[string]struct{ args, about string }{
 	"check":          {"[flags] name=value ...", "Ask a node for one decision and print the JSON answer. Exit 0 allowed, 2 denied, 1 on error."},
 	"bench":          {"[flags]", "Load generator: live progress, then a table (and JSON and a chart with --out). Exit 3 if a limit broke."},
 	"health":         {"[flags]", "Exit 0 iff the node's /healthz (or /readyz with --ready) answers 200."},
+	"top":            {"[flags]", "Who is being limited: each rule's admit and deny rates and its top denied keys over the whole cluster, refreshed like top (admin API). Ctrl-C quits."},
 }
 
 // commandGroups lists the subcommands of the commands that have them, in

@@ -19,6 +19,7 @@ commands:
   check k=v ...              one decision (exit 0 allowed, 2 denied)
   bench [flags]              load generator: table, JSON and chart (exit 3 if a limit broke)
   health [--ready]           exit 0 iff the node's /healthz (or /readyz) answers 200
+  top [--once]               who is being limited: rates and top denied keys, cluster-wide
 
 Every flag also reads SLUICE_<FLAG_IN_UPPER_SNAKE> from the environment; the flag wins.
 Run "sluice <command> -h" for a command's flags.
@@ -47,6 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runBench(rest, stdout, stderr)
 	case "health":
 		return runHealth(rest, stdout, stderr)
+	case "top":
+		return runTop(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
