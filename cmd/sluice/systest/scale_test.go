@@ -64,30 +64,31 @@ func TestScaleOutNineNodes(t *testing.T) {
 	waitLeases(t, c, tenantBucket.rule)
 	waitUse(t, load, rec, "nine nodes", scaleUse)
 
-	leader := c.Leader()
+	// Any live node answers for the cluster (a follower asks the leader), so
+	// the checks below ask one that is not killed, whoever leads.
 	voter := pick(t, c, st, func(n admin.NodeStatus) bool { return n.Role() == "voter" })
 	killedAt := time.Now()
 	voter.Kill()
 	st = waitCore(t, c, without(c.Nodes, voter), map[string]string{voter.ID: "non-voter"})
 	t.Logf("kill -9 of voter %s: its vote moved within %v (grace %v)", voter.ID, time.Since(killedAt).Round(time.Millisecond), scaleVoterGrace)
 	waitFor(t, 10*time.Second, "the leader's log of the move", func() error { return voteMoved(c.Nodes, voter.ID, "unheard") })
-	requireStatusRole(t, leader, voter.ID, "non-voter unhealthy")
+	requireStatusRole(t, without(c.Nodes, voter)[0], voter.ID, "non-voter unhealthy")
 
 	follower := pick(t, c, st, func(n admin.NodeStatus) bool { return n.Role() == "non-voter" && n.Healthy })
 	killedAt = time.Now()
 	follower.Kill()
-	waitFor(t, scaleRemoveAfter+60*time.Second, follower.ID+" removed", func() error { return removed(leader, follower.ID) })
+	live := without(c.Nodes, voter, follower)
+	waitFor(t, scaleRemoveAfter+60*time.Second, follower.ID+" removed", func() error { return removed(live[0], follower.ID) })
 	if gone := time.Since(killedAt); gone < scaleRemoveAfter {
 		t.Errorf("non-voter %s removed %v after its kill, before --autopilot-remove-after %v", follower.ID, gone, scaleRemoveAfter)
 	} else {
 		t.Logf("kill -9 of non-voter %s: removed %v later", follower.ID, gone.Round(time.Millisecond))
 	}
-	waitFor(t, 60*time.Second, voter.ID+" removed", func() error { return removed(leader, voter.ID) })
+	waitFor(t, 60*time.Second, voter.ID+" removed", func() error { return removed(live[0], voter.ID) })
 	// The dead members' shares were withheld from the others' Redis rate
 	// (either might have been deciding in fallback); their removal returns
 	// them: the next allocation leases only the live members, and no one
 	// withholds.
-	live := without(c.Nodes, voter, follower)
 	waitFor(t, 30*time.Second, "leases of the live members only, none withheld", func() error {
 		leases, err := ruleLeases(systest.WaitLeader(t, live...), tenantBucket.rule)
 		if err != nil {
@@ -107,7 +108,7 @@ func TestScaleOutNineNodes(t *testing.T) {
 	})
 	logUse(t, rec, "seven nodes after the removals")
 
-	leader = systest.WaitLeader(t, live...)
+	leader := systest.WaitLeader(t, live...)
 	if code := leader.Stop(); code != 0 {
 		t.Fatalf("SIGTERM of leader %s: exit %d\n%s", leader.ID, code, leader.LogTail(3000))
 	}
@@ -199,32 +200,39 @@ func waitCore(t *testing.T, c *systest.Cluster, live []*systest.Proc, want map[s
 	return st
 }
 
-// requireRoles checks `sluice cluster status` against the leader's view st:
-// one leader, the other voters, the non-voters, all healthy.
+// requireRoles waits until `sluice cluster status` agrees with the
+// leader's view st: one leader, the other voters, the non-voters, all
+// healthy. (Asked between leaders, a node answers with its own view.)
 func requireRoles(t *testing.T, c *systest.Cluster, st admin.ClusterStatus) {
 	t.Helper()
-	code, out, errOut := runCLI(t, nil, "cluster", "status", "--addr", c.Nodes[len(c.Nodes)-1].URL())
-	if code != 0 {
-		t.Fatalf("cluster status: exit %d\n%s%s", code, out, errOut)
-	}
-	roles, count := statusRoles(out), map[string]int{}
-	for _, n := range st.Nodes {
-		count[roles[n.ID]]++
-	}
 	want := map[string]int{"leader healthy": 1, "voter healthy": scaleCore - 1, "non-voter healthy": len(c.Nodes) - scaleCore}
-	if fmt.Sprint(count) != fmt.Sprint(want) {
-		t.Fatalf("cluster status roles %v, want %v:\n%s", count, want, out)
-	}
+	waitFor(t, 30*time.Second, "cluster status showing every role", func() error {
+		code, out, errOut := runCLI(t, nil, "cluster", "status", "--addr", c.Nodes[len(c.Nodes)-1].URL())
+		if code != 0 {
+			return fmt.Errorf("exit %d\n%s%s", code, out, errOut)
+		}
+		roles, count := statusRoles(out), map[string]int{}
+		for _, n := range st.Nodes {
+			count[roles[n.ID]]++
+		}
+		if fmt.Sprint(count) != fmt.Sprint(want) {
+			return fmt.Errorf("roles %v, want %v:\n%s", count, want, out)
+		}
+		return nil
+	})
 }
 
-// requireStatusRole checks one member's ROLE and HEALTH in `sluice cluster
-// status` asked of p.
+// requireStatusRole waits until `sluice cluster status` asked of p shows
+// member id with the ROLE and HEALTH in want.
 func requireStatusRole(t *testing.T, p *systest.Proc, id, want string) {
 	t.Helper()
-	code, out, errOut := runCLI(t, nil, "cluster", "status", "--addr", p.URL())
-	if got := statusRoles(out)[id]; code != 0 || got != want {
-		t.Errorf("cluster status lists %s as %q, want %q (exit %d)\n%s%s", id, got, want, code, out, errOut)
-	}
+	waitFor(t, 10*time.Second, "cluster status showing "+id+" "+want, func() error {
+		code, out, errOut := runCLI(t, nil, "cluster", "status", "--addr", p.URL())
+		if got := statusRoles(out)[id]; code != 0 || got != want {
+			return fmt.Errorf("%s listed as %q (exit %d)\n%s%s", id, got, code, out, errOut)
+		}
+		return nil
+	})
 }
 
 // requireVoterMetrics checks every node's sluice_raft_voters and
