@@ -93,6 +93,15 @@ func TestStatusPageSignIn(t *testing.T) {
 	if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") {
 		t.Errorf("sign-in page CSP %q", csp)
 	}
+	// A client that can send the header (curl, a proxy) needs no cookie.
+	bearer := httptest.NewRequest("GET", "/ui", nil)
+	bearer.RemoteAddr = remotePeer
+	bearer.Header.Set("Authorization", "Bearer s3cret")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, bearer)
+	if rec.Code != http.StatusOK {
+		t.Errorf("GET /ui with the bearer token: %d", rec.Code)
+	}
 	for _, body := range []string{"token=wrong", "token=s3cret2", "token=", "", "token=" + strings.Repeat("x", 100000)} {
 		w := request(h, "POST", "/ui/login", body, remotePeer, "")
 		if w.Code != http.StatusUnauthorized || w.Header().Get("Set-Cookie") != "" || !strings.Contains(w.Body.String(), "not this node") {
@@ -129,7 +138,7 @@ func TestStatusPageSignIn(t *testing.T) {
 	req := httptest.NewRequest("POST", "/ui/login", strings.NewReader("token=s3cret"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.RemoteAddr, req.TLS = remotePeer, &tls.ConnectionState{}
-	rec := httptest.NewRecorder()
+	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	if cs := rec.Result().Cookies(); len(cs) != 1 || !cs[0].Secure {
 		t.Errorf("session cookie over HTTPS: %v", rec.Header())
