@@ -34,21 +34,25 @@ func newAdminAuth(token string, nodeClient func(*tls.ConnectionState) bool) admi
 	return adminAuth{token: token, want: sha256.Sum256([]byte(token)), nodeClient: nodeClient}
 }
 
-// check returns nil when r may use the admin routes.
-func (a adminAuth) check(r *http.Request) error {
+// check returns how r is admitted to the admin routes (admin.AuthToken,
+// ...), or an error when it is not.
+func (a adminAuth) check(r *http.Request) (string, error) {
 	switch {
 	case a.nodeClient != nil && a.nodeClient(r.TLS):
 		// Another node, authenticated by its certificate.
+		return admin.AuthNodeCert, nil
 	case a.token != "" && r.Method == http.MethodGet && ui.ValidSession(a.token, ui.RequestSession(r), time.Now()):
 		// A signed-in status page reading.
+		return admin.AuthSession, nil
 	case a.token != "":
 		if !a.tokenMatches(bearerToken(r.Header.Get("Authorization"))) {
-			return fmt.Errorf("%w: missing or wrong admin token", admin.ErrUnauthorized)
+			return "", fmt.Errorf("%w: missing or wrong admin token", admin.ErrUnauthorized)
 		}
+		return admin.AuthToken, nil
 	case !isLoopback(r.RemoteAddr):
-		return fmt.Errorf("%w: without --admin-token the admin API accepts loopback clients only", admin.ErrUnauthorized)
+		return "", fmt.Errorf("%w: without --admin-token the admin API accepts loopback clients only", admin.ErrUnauthorized)
 	}
-	return nil
+	return admin.AuthLoopback, nil
 }
 
 // tokenMatches compares in constant time (hashing first makes the lengths equal).
@@ -60,13 +64,20 @@ func (a adminAuth) tokenMatches(got string) bool {
 // guard admits what check admits and answers the rest with refuse.
 func (a adminAuth) guard(refuse func(*gin.Context, error)) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		if err := a.check(c.Request); err != nil {
+		auth, err := a.check(c.Request)
+		if err != nil {
 			refuse(c, err)
 			return
 		}
+		caller, ctx := admin.Caller{Addr: c.Request.RemoteAddr, Auth: auth}, c.Request.Context()
 		if c.GetHeader(admin.ForwardedHeader) != "" {
-			c.Request = c.Request.WithContext(admin.WithForwarded(c.Request.Context()))
+			ctx = admin.WithForwarded(ctx)
+			// The node that forwarded the call names who made it.
+			if original, ok := admin.ParseCaller(c.GetHeader(admin.CallerHeader)); ok {
+				caller = original
+			}
 		}
+		c.Request = c.Request.WithContext(admin.WithCaller(ctx, caller))
 		c.Next()
 	}
 }

@@ -18,8 +18,9 @@ import (
 )
 
 // registerAdminRoutes serves the admin API (SPEC §6) behind adminGuard.
-func registerAdminRoutes(r gin.IRouter, a admin.Admin, guard gin.HandlerFunc) {
-	h := adminHandlers{a}
+// est answers dry runs' throttled estimates; nil leaves them out.
+func registerAdminRoutes(r gin.IRouter, a admin.Admin, est ThrottleEstimator, guard gin.HandlerFunc) {
+	h := adminHandlers{a, est}
 	g := r.Group("/v1", guard)
 	g.GET("/cluster", h.clusterStatus)
 	g.POST("/cluster/join", h.join)
@@ -35,7 +36,10 @@ func registerAdminRoutes(r gin.IRouter, a admin.Admin, guard gin.HandlerFunc) {
 	}
 }
 
-type adminHandlers struct{ admin admin.Admin }
+type adminHandlers struct {
+	admin     admin.Admin
+	estimator ThrottleEstimator
+}
 
 func (h adminHandlers) clusterStatus(c *gin.Context) {
 	st, err := h.admin.ClusterStatus(c.Request.Context())
@@ -95,9 +99,23 @@ func (h adminHandlers) rules(c *gin.Context) {
 }
 
 func (h adminHandlers) setRules(c *gin.Context) {
+	dryRun, err := dryRunParam(c)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
 	doc, err := io.ReadAll(c.Request.Body)
 	if err != nil {
 		writeError(c, err)
+		return
+	}
+	if dryRun {
+		out, err := dryRunRules(c.Request.Context(), h.admin, h.estimator, doc)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, out)
 		return
 	}
 	version, err := h.admin.SetRules(c.Request.Context(), doc)

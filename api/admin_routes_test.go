@@ -67,7 +67,7 @@ func adminRouter(a admin.Admin, token string) *gin.Engine {
 	gin.SetMode(gin.TestMode)
 	r := gin.New()
 	r.Use(limitBody)
-	registerAdminRoutes(r, a, newAdminAuth(token, nil).guard(writeError))
+	registerAdminRoutes(r, a, nil, newAdminAuth(token, nil).guard(writeError))
 	return r
 }
 
@@ -309,7 +309,7 @@ func TestNodeCertificateAdmitsWithoutToken(t *testing.T) {
 	nodeClient := func(s *tls.ConnectionState) bool { return s != nil && s.ServerName == "node" }
 	gin.SetMode(gin.TestMode)
 	r := gin.New()
-	registerAdminRoutes(r, fake, newAdminAuth("s3cret", nodeClient).guard(writeError))
+	registerAdminRoutes(r, fake, nil, newAdminAuth("s3cret", nodeClient).guard(writeError))
 	for _, tc := range []struct {
 		state *tls.ConnectionState
 		want  int

@@ -40,6 +40,9 @@ type Config struct {
 	NodeInfo func() admin.NodeInfo
 	// Top serves GET /v1/top and GET /v1/internal/top; nil leaves them out.
 	Top *top.Service
+	// Estimator answers the throttled estimates of rules dry runs; nil
+	// leaves them out.
+	Estimator ThrottleEstimator
 	// AdminToken guards the admin routes; empty means loopback clients only.
 	AdminToken string
 	// NodeClient reports whether a TLS client presented a node certificate
@@ -108,7 +111,7 @@ func NewServer(cfg Config) (*Server, error) {
 	auth := newAdminAuth(cfg.AdminToken, cfg.NodeClient)
 	guard := auth.guard(writeError)
 	if cfg.Admin != nil {
-		registerAdminRoutes(r, cfg.Admin, guard)
+		registerAdminRoutes(r, cfg.Admin, cfg.Estimator, guard)
 		registerUIRoutes(r, auth)
 	}
 	if cfg.NodeInfo != nil {

@@ -2,6 +2,7 @@ package buckets
 
 import (
 	"hash/maphash"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -147,6 +148,25 @@ func (m *keyMap[V]) Sweep(remove func(key string, v V) bool) int {
 		n += m.shards[i].sweep(remove, m.tombstone)
 	}
 	return n
+}
+
+// Keys returns up to limit held keys that start with prefix, and whether
+// more were left out. Keys inserted meanwhile may be missed.
+func (m *keyMap[V]) Keys(prefix string, limit int) (keys []string, more bool) {
+	for i := range m.shards {
+		t := m.shards[i].table.Load()
+		for j := range t.slots {
+			it := t.slots[j].Load()
+			if it == nil || it == m.tombstone || !strings.HasPrefix(it.key, prefix) {
+				continue
+			}
+			if len(keys) == limit {
+				return keys, true
+			}
+			keys = append(keys, it.key)
+		}
+	}
+	return keys, false
 }
 
 // Len returns the number of keys held.

@@ -321,6 +321,10 @@ func (t *SliceTable) Entry(key []byte, rule, display string) *SliceEntry {
 	return e
 }
 
+// Keys returns up to limit keys of held entries that start with prefix, and
+// whether more were left out.
+func (t *SliceTable) Keys(prefix string, limit int) ([]string, bool) { return t.m.Keys(prefix, limit) }
+
 // RenewAhead picks, during Expire, the slices worth renewing before they
 // end rather than letting them run out or expire: long-lived (roomy) slices
 // of keys still in use that end soon or have less than a quarter left, so a

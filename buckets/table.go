@@ -165,6 +165,10 @@ func (t *Table) Sweep(now int64) int {
 	})
 }
 
+// Keys returns up to limit keys of held buckets that start with prefix, and
+// whether more were left out.
+func (t *Table) Keys(prefix string, limit int) ([]string, bool) { return t.entries.Keys(prefix, limit) }
+
 // Len returns the number of buckets currently held.
 func (t *Table) Len() int {
 	return t.entries.Len()

@@ -12,7 +12,6 @@ import (
 
 	"github.com/sluicehq/sluice/api/admin"
 	"github.com/sluicehq/sluice/fsm"
-	"github.com/sluicehq/sluice/fsm/rules"
 )
 
 // ClusterStatus answers with the leader's view of the cluster (only the
@@ -97,19 +96,26 @@ func (n *Node) Rules(context.Context) (admin.RulesDoc, error) {
 
 // SetRules validates doc and replaces the cluster's rules, returning the new
 // version. Invalid documents fail with an error that is admin.ErrInvalid and
-// carries the *rules.ValidationError listing every bad field.
+// carries the *rules.ValidationError listing every bad field. The leader
+// logs every apply with its caller (rules_audit.go).
 func (n *Node) SetRules(ctx context.Context, doc []byte) (uint64, error) {
-	if _, err := rules.Parse(doc); err != nil {
-		return 0, fmt.Errorf("%w: %w", admin.ErrInvalid, err)
+	next, err := admin.ParseRules(doc)
+	if err != nil {
+		n.rulesApplies.WithLabelValues(applyRejected).Inc()
+		return 0, err
 	}
 	var version uint64
-	err := n.onLeader(ctx,
+	err = n.onLeader(ctx,
 		func() error {
+			prev := n.rules.Load()
 			resp, err := n.apply(fsm.EncodeSetRules(doc))
-			if err == nil {
-				version = resp.(uint64)
+			if err != nil {
+				n.rulesApplies.WithLabelValues(applyFailed).Inc()
+				return err
 			}
-			return err
+			version = resp.(uint64)
+			n.auditRules(ctx, prev, next, version)
+			return nil
 		},
 		func(ctx context.Context, leader string) (err error) {
 			version, err = n.leader.SetRules(ctx, leader, doc)

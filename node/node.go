@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,8 @@ type Node struct {
 	reallocate  chan struct{}             // leader: the withheld set changed
 	ruleNames   ruleNamesCache
 	leaderSince atomic.Int64 // Unix ns when this node last became leader
+	// rulesApplies counts PUT /v1/rules by result (rules_audit.go).
+	rulesApplies *prometheus.CounterVec
 
 	ctx    context.Context // ends at Close; bounds background work
 	cancel context.CancelFunc
@@ -97,8 +100,9 @@ func New(cfg Config) (*Node, error) {
 		leader: transport.NewLeaderClient(cfg.AdminToken, forwardTimeout, cfg.NodeTLS, cfg.HTTPS),
 		// Holds one pending signal: the allocation it triggers reads the
 		// latest reports, so signals arriving meanwhile add nothing.
-		reallocate: make(chan struct{}, 1),
-		left:       map[string]time.Time{},
+		reallocate:   make(chan struct{}, 1),
+		left:         map[string]time.Time{},
+		rulesApplies: newRulesApplies(),
 	}
 	n.fsm = fsm.New(n.rulesApplied, fsm.WithLeasesHook(n.leasesApplied))
 	n.own.Store(&ownLeases{})

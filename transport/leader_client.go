@@ -141,6 +141,9 @@ func (c *LeaderClient) call(ctx context.Context, method, target, path string, bo
 	}
 	if admin.IsForwarded(ctx) {
 		req.Header.Set(admin.ForwardedHeader, "1")
+		if caller, ok := admin.CallerOf(ctx); ok {
+			req.Header.Set(admin.CallerHeader, caller.String())
+		}
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

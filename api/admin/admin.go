@@ -9,6 +9,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+
+	"github.com/sluicehq/sluice/fsm/rules"
 )
 
 // Sentinel errors. A node wraps them (fmt.Errorf("...: %w", ErrX)) and api/
@@ -100,6 +103,44 @@ type JoinRequest struct {
 type RulesDoc struct {
 	Version uint64          `json:"version"`
 	Rules   json.RawMessage `json:"rules"`
+}
+
+// ParseRules validates a rules document as PUT /v1/rules does, for a real
+// apply and a dry run alike: an invalid document fails with an error that
+// is ErrInvalid and carries the *rules.ValidationError listing every bad
+// field.
+func ParseRules(doc []byte) (*rules.Set, error) {
+	set, err := rules.Parse(doc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return set, nil
+}
+
+// RulesDryRun is the body of PUT /v1/rules?dry_run=true: what applying the
+// document would change, compared with the rules the answering node
+// decides on (Version, which stays in force: nothing is applied).
+type RulesDryRun struct {
+	DryRun  bool   `json:"dry_run"`
+	Version uint64 `json:"version"`
+	rules.Change
+	// Throttled is, by rule name, how the keys of each changed rule that
+	// keeps its key and kind would fare under its new limit.
+	Throttled map[string]Throttled `json:"throttled"`
+}
+
+// MeasureBucketState names how Throttled counts keys: from the bucket and
+// quota state the engine holds (docs/API.md, "Dry run").
+const MeasureBucketState = "bucket_state"
+
+// Throttled is one rule's estimate: of the keys active lately (ActiveKeys,
+// at most 1000 looked at; Truncated when there were more), how many would
+// have nothing left for their next request under the new limit (AtOnce).
+type Throttled struct {
+	Measure    string `json:"measure"`
+	ActiveKeys int    `json:"active_keys"`
+	AtOnce     int    `json:"throttled_at_once"`
+	Truncated  bool   `json:"truncated,omitempty"`
 }
 
 // Lease is one node's share of one rule (GET /v1/leases): its floor plus

@@ -56,6 +56,14 @@ func (c *Client) SetRules(ctx context.Context, doc []byte) (uint64, error) {
 	return out.Version, err
 }
 
+// DryRunRules asks what replacing the rules with doc would change,
+// applying nothing (PUT /v1/rules?dry_run=true).
+func (c *Client) DryRunRules(ctx context.Context, doc []byte) (admin.RulesDryRun, error) {
+	var out admin.RulesDryRun
+	err := c.adminCall(ctx, http.MethodPut, "/v1/rules?dry_run=true", doc, &out)
+	return out, err
+}
+
 // Leases returns every node's share of every rule (GET /v1/leases).
 func (c *Client) Leases(ctx context.Context) (admin.Leases, error) {
 	var l admin.Leases

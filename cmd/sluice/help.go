@@ -14,7 +14,8 @@ var commandHelp = map[string]struct{ args, about string }{
 	"serve":          {"[flags]", "Run a node. With no flags at all: one local node on :8000, rules from testdata/rules.json."},
 	"rules validate": {"-f FILE", "Validate a rules file offline. Exit 1 listing every error with its JSON path."},
 	"rules get":      {"[flags]", "Print the cluster's rules (admin API)."},
-	"rules apply":    {"-f FILE [flags]", "Replace the cluster's rules (admin API; a follower forwards to the leader)."},
+	"rules apply":    {"-f FILE [flags]", "Replace the cluster's rules (admin API; a follower forwards to the leader). With --dry-run: print what would change and how many active keys the new limits would throttle at once, apply nothing. Exit 0 applied (or printed), 1 refused or unreachable, 2 usage."},
+	"rules diff":     {"-f FILE [flags]", "Print what applying FILE would change, validated by the node against its rules; apply nothing. Exit 0 printed (changes or none), 1 refused or unreachable, 2 usage."},
 	"cluster status": {"[flags]", "Show members, leader, term and leases (admin API)."},
 	"cluster remove": {"ID [flags]", "Remove a member from the cluster (admin API)."},
 	"check":          {"[flags] name=value ...", "Ask a node for one decision and print the JSON answer. Exit 0 allowed, 2 denied, 1 on error."},
@@ -26,7 +27,7 @@ var commandHelp = map[string]struct{ args, about string }{
 // commandGroups lists the subcommands of the commands that have them, in
 // the order their help shows them.
 var commandGroups = map[string][]string{
-	"rules":   {"validate", "get", "apply"},
+	"rules":   {"validate", "get", "apply", "diff"},
 	"cluster": {"status", "remove"},
 }
 

@@ -14,7 +14,8 @@ const usage = `usage: sluice <command> [flags]
 commands:
   serve                      run a node
   rules validate -f FILE     validate a rules file offline
-  rules get | apply -f FILE  read / replace the cluster's rules
+  rules get | apply -f FILE  read / replace the cluster's rules (apply --dry-run: preview)
+  rules diff -f FILE         print what applying FILE would change
   cluster status | remove ID show members / remove a node
   check k=v ...              one decision (exit 0 allowed, 2 denied)
   bench [flags]              load generator: table, JSON and chart (exit 3 if a limit broke)

@@ -220,7 +220,8 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 	nodeInfo := func() admin.NodeInfo {
 		return admin.NodeInfo{ID: f.nodeID, Mode: string(eng.Mode()), Redis: redisMode(), RulesVersion: eng.RulesVersion()}
 	}
-	srv, err := api.NewServer(api.Config{Engine: eng, Admin: n, Usage: eng, NodeInfo: nodeInfo, AdminToken: f.adminToken,
+	node.RegisterRulesMetrics(reg, n)
+	srv, err := api.NewServer(api.Config{Engine: eng, Admin: n, Usage: eng, Estimator: eng, NodeInfo: nodeInfo, AdminToken: f.adminToken,
 		Ready: readiness(eng, n), Registry: reg, TrustedProxies: trustedProxies, NodeClient: certs.nodeClient(),
 		Top: &top.Service{Local: eng, Cluster: n, Timeout: topTimeout}})
 	if err != nil {

@@ -208,6 +208,25 @@ func (r *CompiledRule) AppendKey(dst []byte, attrs check.Attrs) []byte {
 	return dst
 }
 
+// DisplayKeyOf turns a bucket key made by AppendKey back into the key as
+// decisions show it (DisplayKey), and the rule's name.
+func DisplayKeyOf(bucketKey string) (rule, key string) {
+	rule, values, _ := strings.Cut(bucketKey, string(rune(keyNameEnd)))
+	var b strings.Builder
+	for i := 0; i < len(values); i++ {
+		switch c := values[i]; {
+		case c == keyEscape && i+1 < len(values):
+			i++
+			b.WriteByte(values[i])
+		case c == keyValueSep:
+			b.WriteString(DisplayKeySep)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return rule, b.String()
+}
+
 func appendEscaped(dst []byte, value string) []byte {
 	start := 0
 	for i := 0; i < len(value); i++ {

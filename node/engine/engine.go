@@ -329,14 +329,17 @@ func (e *Engine) take(ctx context.Context, rs *ruleSet, i int, key []byte, displ
 // shareLimit is rule i's bucket scaled to this node's share, for fallback
 // and lease mode (SPEC §7): rate·s and max(1, burst·s).
 func (e *Engine) shareLimit(rs *ruleSet, i int) buckets.Limit {
-	name := rs.compiled.Rule(i).Rule.Name
+	return e.shareOf(rs.compiled.Rule(i).Rule.Name, rs.limits[i])
+}
+
+// shareOf is lim, rule name's bucket, scaled to this node's share.
+func (e *Engine) shareOf(name string, lim buckets.Limit) buckets.Limit {
 	var share float64
 	if e.global != nil {
 		share = e.global.share(name)
 	} else {
 		share = e.leases.cfg.Share(name)
 	}
-	lim := rs.limits[i]
 	return buckets.Limit{
 		Interval: int64(float64(lim.Interval) / share),
 		Burst:    max(1, int64(float64(lim.Burst)*share)),

@@ -7,6 +7,7 @@ import (
 
 	"github.com/sluicehq/sluice/api/admin"
 	"github.com/sluicehq/sluice/api/check"
+	"github.com/sluicehq/sluice/buckets"
 	"github.com/sluicehq/sluice/fsm/rules"
 	"github.com/sluicehq/sluice/lua"
 )
@@ -174,9 +175,16 @@ func (e *Engine) Usage(ctx context.Context, rule, key string) (admin.Usage, erro
 	if err != nil {
 		return admin.Usage{}, err
 	}
-	r := rs.compiled.Rule(i)
+	return e.usage(ctx, &rs.compiled.Rule(i).Rule, rs.limits[i], bucketKey, key)
+}
+
+// usage is Usage of rule r, whose bucket limit is lim (zero for a quota),
+// for bucketKey, shown as key.
+func (e *Engine) usage(ctx context.Context, r *rules.Rule, lim buckets.Limit, bucketKey []byte, key string) (admin.Usage, error) {
+	rule := r.Name
 	u := admin.Usage{Rule: rule, Key: key, Mode: e.mode()}
-	if q := r.Rule.Quota; q != nil {
+	var err error
+	if q := r.Quota; q != nil {
 		u.Limit = q.Limit
 		var used, reserved int64
 		var reset time.Duration
@@ -199,11 +207,11 @@ func (e *Engine) Usage(ctx context.Context, rule, key string) (admin.Usage, erro
 		u.Used, u.Reserved, u.ResetMs = &used, reserved, check.CeilMs(int64(reset))
 		return u, nil
 	}
-	u.Limit = r.Rule.Limit.Rate
+	u.Limit = r.Limit.Rate
 	if u.Mode == check.ModeGlobal {
-		lim := r.Rule.Limit
+		rl := r.Limit
 		callCtx, cancel := context.WithTimeout(ctx, e.global.cfg.RedisTimeout)
-		b, err := e.global.cfg.Limiter.Peek(callCtx, rule, key, lua.Bucket{Rate: lim.Rate, Per: time.Duration(lim.Per), Burst: lim.Burst})
+		b, err := e.global.cfg.Limiter.Peek(callCtx, rule, key, lua.Bucket{Rate: rl.Rate, Per: time.Duration(rl.Per), Burst: rl.Burst})
 		cancel()
 		if err == nil {
 			// What this node spent of its live slice is spent, not reserved.
@@ -214,12 +222,12 @@ func (e *Engine) Usage(ctx context.Context, rule, key string) (admin.Usage, erro
 		e.health.failed(err)
 		u.Mode = check.ModeFallback
 	}
-	table, lim := e.local, rs.limits[i]
+	table := e.local
 	switch u.Mode {
 	case check.ModeFallback:
-		table, lim = e.fallback, e.shareLimit(rs, i)
+		table, lim = e.fallback, e.shareOf(rule, lim)
 	case check.ModeLease:
-		lim = e.shareLimit(rs, i)
+		lim = e.shareOf(rule, lim)
 	}
 	out := table.Peek(bucketKey, lim, e.now())
 	u.Remaining, u.ResetMs = out.Remaining, check.CeilMs(out.Reset)

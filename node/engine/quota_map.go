@@ -2,6 +2,7 @@ package engine
 
 import (
 	"hash/maphash"
+	"strings"
 	"sync"
 )
 
@@ -88,6 +89,27 @@ func (m *quotaMap[V]) values() []V {
 		s.mu.RUnlock()
 	}
 	return out
+}
+
+// keys returns up to limit keys that start with prefix, and whether more
+// were left out.
+func (m *quotaMap[V]) keys(prefix string, limit int) (keys []string, more bool) {
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.mu.RLock()
+		for k := range s.m {
+			if !strings.HasPrefix(k, prefix) {
+				continue
+			}
+			if len(keys) == limit {
+				s.mu.RUnlock()
+				return keys, true
+			}
+			keys = append(keys, k)
+		}
+		s.mu.RUnlock()
+	}
+	return keys, false
 }
 
 // len is the number of entries.
