@@ -58,7 +58,7 @@ func TestMetricsPassPromtool(t *testing.T) {
 		"sluice_decisions_total", "sluice_decision_duration_seconds",
 		"sluice_redis_requests_total", "sluice_redis_request_duration_seconds",
 		"sluice_fallback_active", "sluice_slice_refills_total",
-		"sluice_raft_is_leader", "sluice_raft_peers", "sluice_raft_is_voter", "sluice_raft_voters",
+		"sluice_raft_is_leader", "sluice_raft_peers", "sluice_raft_is_voter", "sluice_raft_voters", "sluice_rules_applied_total",
 		"sluice_lease_share", "sluice_lease_withheld", "sluice_http_requests_total", "sluice_http_request_duration_seconds",
 		"go_goroutines", "process_resident_memory_bytes", "go_build_info",
 	} {
