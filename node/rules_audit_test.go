@@ -1,8 +1,9 @@
 package node
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -15,30 +16,36 @@ import (
 	"github.com/sluicehq/sluice/api/admin"
 )
 
-// syncBuffer is a log sink many goroutines write.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+// auditLog is a slog handler that keeps the attributes of every record
+// whose message is "rules applied", in the form fmt prints them.
+type auditLog struct {
+	mu    sync.Mutex
+	lines []map[string]string
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+func (l *auditLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *auditLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *auditLog) WithGroup(string) slog.Handler            { return l }
 
-// lines returns the JSON log lines whose msg is msg.
-func (b *syncBuffer) lines(msg string) []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []map[string]any
-	for _, line := range strings.Split(b.buf.String(), "\n") {
-		var rec map[string]any
-		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
-			out = append(out, rec)
-		}
+func (l *auditLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "rules applied" {
+		return nil
 	}
-	return out
+	attrs := map[string]string{}
+	r.Attrs(func(a slog.Attr) bool {
+		attrs[a.Key] = fmt.Sprint(a.Value.Any())
+		return true
+	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, attrs)
+	return nil
+}
+
+func (l *auditLog) all() []map[string]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]map[string]string(nil), l.lines...)
 }
 
 // A rules change made through a follower is applied and audited by the
@@ -46,10 +53,10 @@ func (b *syncBuffer) lines(msg string) []map[string]any {
 // sluice_rules_applied_total{result="ok"}; an invalid document is counted
 // as rejected where it was refused. Dry runs on either node change nothing.
 func TestRulesApplyIsAuditedAndDryRunChangesNothing(t *testing.T) {
-	logs := map[string]*syncBuffer{}
+	logs := map[string]*auditLog{}
 	c := startTunedCluster(t, 3, func(m *member, cfg *Config) {
-		logs[m.id] = &syncBuffer{}
-		cfg.Logger = slog.New(slog.NewJSONHandler(logs[m.id], nil))
+		logs[m.id] = &auditLog{}
+		cfg.Logger = slog.New(logs[m.id])
 	})
 	leader, follower := c.leader(), c.follower()
 	before := leader.node.RulesVersion()
@@ -76,11 +83,11 @@ func TestRulesApplyIsAuditedAndDryRunChangesNothing(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("PUT through %s: %d %s", follower.id, code, body)
 	}
-	c.waitFor("the audit line on the leader", 5*time.Second, func() bool { return len(logs[leader.id].lines("rules applied")) == 1 })
-	line := logs[leader.id].lines("rules applied")[0]
-	if line["caller_auth"] != admin.AuthToken || !strings.HasPrefix(line["caller_addr"].(string), "127.0.0.1:") ||
-		line["from_version"] != float64(before) || line["to_version"] != float64(before+1) ||
-		line["added"] != 1.0 || line["removed"] != 0.0 || line["changed"] != 1.0 || line["rules"] != 2.0 {
+	c.waitFor("the audit line on the leader", 5*time.Second, func() bool { return len(logs[leader.id].all()) == 1 })
+	line := logs[leader.id].all()[0]
+	if line["caller_auth"] != admin.AuthToken || !strings.HasPrefix(line["caller_addr"], "127.0.0.1:") ||
+		line["from_version"] != fmt.Sprint(before) || line["to_version"] != fmt.Sprint(before+1) ||
+		line["added"] != "1" || line["removed"] != "0" || line["changed"] != "1" || line["rules"] != "2" || line["audit"] != "true" {
 		t.Fatalf("audit line %v", line)
 	}
 	if n := metricValue(t, leader.node.rulesApplies.WithLabelValues(applyOK)); n != 1 {
@@ -89,7 +96,7 @@ func TestRulesApplyIsAuditedAndDryRunChangesNothing(t *testing.T) {
 	if n := metricValue(t, follower.node.rulesApplies.WithLabelValues(applyOK)); n != 0 {
 		t.Fatalf(`follower counted the forwarded apply: ok = %v`, n)
 	}
-	if len(logs[follower.id].lines("rules applied")) != 0 {
+	if len(logs[follower.id].all()) != 0 {
 		t.Fatal("the follower logged an apply it only forwarded")
 	}
 

@@ -132,19 +132,7 @@ func TestCLIAdminCommandsAgainstRealNodes(t *testing.T) {
 	const token = "cli-admin-token"
 	opts := systest.Options{Rules: rulesDoc("boot", 5), AdminToken: token}
 	c := systest.StartCluster(t, opts, opts, opts)
-	st, err := systest.ClusterStatus(c.Nodes[0], token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var leader *systest.Proc
-	for _, p := range c.Nodes {
-		if p.ID == st.Leader {
-			leader = p
-		}
-	}
-	if leader == nil {
-		t.Fatalf("no leader among the nodes: %+v", st)
-	}
+	leader := leaderWithToken(t, c, token)
 	follower := c.Others(leader)[0]
 	cli := func(args ...string) (int, string, string) {
 		t.Helper()
@@ -200,7 +188,7 @@ func TestCLIAdminCommandsAgainstRealNodes(t *testing.T) {
 		}
 	}
 	code, out, _ = cli("cluster", "status", "--json")
-	st = admin.ClusterStatus{}
+	var st admin.ClusterStatus
 	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || st.Leader != leader.ID || st.RulesVersion != 2 || len(st.Nodes) != 3 {
 		t.Fatalf("cluster status --json: exit %d, %+v (%v)\n%s", code, st, err, out)
 	}
@@ -240,6 +228,22 @@ func statusRoles(out string) map[string]string {
 }
 
 // rulesWithToken reads GET /v1/rules from p with the admin token.
+// leaderWithToken returns c's leader, asking with the admin token.
+func leaderWithToken(t *testing.T, c *systest.Cluster, token string) *systest.Proc {
+	t.Helper()
+	st, err := systest.ClusterStatus(c.Nodes[0], token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range c.Nodes {
+		if p.ID == st.Leader {
+			return p
+		}
+	}
+	t.Fatalf("no leader among the nodes: %+v", st)
+	return nil
+}
+
 func rulesWithToken(p *systest.Proc, token string) (admin.RulesDoc, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()

@@ -97,19 +97,7 @@ func TestCLIRulesDryRunAndDiffAgainstRealNodes(t *testing.T) {
 		{"name": "payments", "key": [], "limit": {"rate": 5000, "per": "1s"}}]}`
 	opts := systest.Options{Rules: boot, AdminToken: token}
 	c := systest.StartCluster(t, opts, opts, opts)
-	st, err := systest.ClusterStatus(c.Nodes[0], token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var leader *systest.Proc
-	for _, p := range c.Nodes {
-		if p.ID == st.Leader {
-			leader = p
-		}
-	}
-	if leader == nil {
-		t.Fatalf("no leader among the nodes: %+v", st)
-	}
+	leader := leaderWithToken(t, c, token)
 	dir := t.TempDir()
 	nextFile, badFile := filepath.Join(dir, "next.json"), filepath.Join(dir, "bad.json")
 	os.WriteFile(nextFile, []byte(next), 0o644)
