@@ -95,7 +95,7 @@ func printTop(w io.Writer, t admin.Top, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RULE\tADMITTED/s\tDENIED/s\tDENIED %")
 	for _, r := range t.Rules {
-		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%s\n", r.Rule, float64(r.Admitted)/secs, float64(r.Denied)/secs, percent(r.Denied, r.Admitted+r.Denied))
+		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%s\n", r.Rule, float64(r.Admitted)/secs, float64(r.Denied)/secs, percent(r.Denied, r.Admitted+r.Denied))
 	}
 	tw.Flush()
 	for _, r := range t.Rules {
