@@ -11,7 +11,7 @@ import (
 
 // WithHitters keeps each rule's heavy hitters, the keys with the most
 // admitted and denied cost over the last 10 s and minute (GET /v1/top):
-// about 782 KB per rule that decides, and a few tens of nanoseconds per
+// about 786 KB per rule that decides, and a few tens of nanoseconds per
 // decision and applicable rule (docs/PERFORMANCE.md).
 func WithHitters() Option { return func(e *Engine) { e.keepHitters = true } }
 
