@@ -28,12 +28,13 @@ test: lint
 test-short: lint
 	$(GO) test -race -timeout 15m $$($(GO) list $(PKGS) | grep -v /cmd/sluice/systest)
 
-## bench: Go benchmarks + `sluice bench` against a local 3-node cluster with Redis (see docs/PERFORMANCE.md)
+## bench: Go benchmarks, `sluice bench` against a local 3-node cluster with Redis, warm keys with and without Redis (see docs/PERFORMANCE.md)
 bench: build
 	$(GO) test -run '^$$' -bench . -skip WarmKeys -benchmem -cpu 1,2 ./buckets/ ./api/ ./api/check/ ./node/...
 	$(GO) test -run '^$$' -bench WarmKeys -benchtime 3000000x -timeout 15m ./node/engine/
 	$(GO) test -run '^$$' -bench Renew -benchtime 20000x ./lua/
 	./deploy/bench-local.sh
+	./deploy/bench-warmkeys.sh
 
 ## lint: gofmt and go vet must be clean; no tracked binaries or files over 1 MB
 lint: hygiene

@@ -9,7 +9,8 @@
 # sluice_redis_script_runs_total and sluice_redis_round_trips_total; the script runs Redis saw
 # are printed beside them) and Redis CPU per decision (INFO cpu: the server's user + system
 # time; INFO commandstats: the script's own time). The baseline is one INCRBY and one EXPIRE
-# per check (a counter per request) against the same Redis, driven by redis-benchmark.
+# per check (a counter per request) against the same kind of Redis (the first binary's),
+# driven by redis-benchmark.
 #
 # BIN is the binary under test; BINS (label=path ...) compares several in the same run,
 # alternating them round by round, e.g. BINS="before=/tmp/sluice-old after=bin/sluice".
@@ -48,29 +49,30 @@ ready() { # http-addr
   return 1
 }
 
-take_port
-redis_port=$port
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-  --dir "$work" --logfile "$work/redis.log" &
-pids+=($!)
-for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 cat >"$work/rules.json" <<'EOF'
 {"rules": [{"name": "warm", "key": ["ip"], "limit": {"rate": 100000, "per": "1s"}}]}
 EOF
 
-# One node with Redis and one without per binary; addr_<label>_<redis|local>.
-declare -A addr
+# Per binary: a redis-server of its own (so one node's background renewals do not count
+# against another's), one node with it and one without; addr[<label>-<redis|local>].
+declare -A addr rport
 labels=()
 for spec in $BINS; do
   label=${spec%%=*} bin=${spec#*=}
   labels+=("$label")
+  take_port
+  rport[$label]=$port
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$work" --dbfilename "$label.rdb" --logfile "$work/redis-$label.log" &
+  pids+=($!)
+  for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
   for mode in redis local; do
     take_port
     http=127.0.0.1:$port
     take_port
     extra=()
     if [ "$mode" = redis ]; then
-      extra=(--redis "127.0.0.1:$redis_port")
+      extra=(--redis "127.0.0.1:${rport[$label]}")
       if [ -n "$SLICE_MAX_TTL" ]; then extra+=(--slice-max-ttl "$SLICE_MAX_TTL"); fi
     fi
     "$bin" serve --node-id "$label-$mode" --data-dir "$work/$label-$mode" --http-addr "$http" \
@@ -91,9 +93,9 @@ bench() {
 metric() {
   curl -s "http://$1/metrics" | awk -v m="$2" '$1 == m || index($1, m "{") == 1 {s += $2} END {printf "%.0f\n", s}'
 }
-# redis_side: "script-calls script-usec cpu-usec counter-usec" from INFO.
+# redis_side PORT: "script-calls script-usec cpu-usec counter-usec" from INFO.
 redis_side() {
-  redis-cli -p "$redis_port" info all | tr -d '\r' | awk -F'[:,=]' '
+  redis-cli -p "$1" info all | tr -d '\r' | awk -F'[:,=]' '
     /^cmdstat_evalsha:|^cmdstat_eval:/ {calls += $3; usec += $5}
     /^cmdstat_incrby:|^cmdstat_expire:/ {cusec += $5}
     /^used_cpu_user:|^used_cpu_sys:/ {cpu += $2 * 1e6}
@@ -101,7 +103,7 @@ redis_side() {
 }
 
 echo "== warm keys over HTTP: $(nproc) CPUs shared by everything; $(uptime | sed 's/.*load/load/')"
-echo "== binaries: $BINS; callers $CONCURRENCY; ${DURATION} per measurement; redis 127.0.0.1:$redis_port"
+echo "== binaries: $BINS; callers $CONCURRENCY; ${DURATION} per measurement"
 for keys in $KEYS_LIST; do
   # Warm-up: the node with Redis runs rounds until a round's refills by requests
   # (sluice_redis_calls_total{kind="acquire"} counts them with the renewals ahead) fall to
@@ -123,9 +125,9 @@ for keys in $KEYS_LIST; do
       g=${addr[$label-redis]}
       read -r _ local_rate < <(bench "${addr[$label-local]}" "$keys" "$DURATION")
       runs0=$(metric "$g" sluice_redis_script_runs_total) trips0=$(metric "$g" sluice_redis_round_trips_total)
-      read -r sc0 su0 cpu0 _ < <(redis_side)
+      read -r sc0 su0 cpu0 _ < <(redis_side "${rport[$label]}")
       read -r sent global_rate < <(bench "$g" "$keys" "$DURATION")
-      read -r sc1 su1 cpu1 _ < <(redis_side)
+      read -r sc1 su1 cpu1 _ < <(redis_side "${rport[$label]}")
       runs1=$(metric "$g" sluice_redis_script_runs_total) trips1=$(metric "$g" sluice_redis_round_trips_total)
       awk -v k="$keys" -v r="$r" -v l="$label" -v lr="$local_rate" -v gr="$global_rate" -v n="$sent" \
         -v runs=$((runs1 - runs0)) -v trips=$((trips1 - trips0)) -v sc=$((sc1 - sc0)) \
@@ -137,11 +139,11 @@ for keys in $KEYS_LIST; do
 done
 
 if command -v redis-benchmark >/dev/null; then
-  n=200000
-  read -r _ _ cpu0 cu0 < <(redis_side)
-  redis-benchmark -p "$redis_port" -q -n "$n" -c "$CONCURRENCY" -r 1000 INCRBY ctr:__rand_int__ 1 >/dev/null
-  redis-benchmark -p "$redis_port" -q -n "$n" -c "$CONCURRENCY" -r 1000 EXPIRE ctr:__rand_int__ 1 >/dev/null
-  read -r _ _ cpu1 cu1 < <(redis_side)
+  n=200000 p=${rport[${labels[0]}]}
+  read -r _ _ cpu0 cu0 < <(redis_side "$p")
+  redis-benchmark -p "$p" -q -n "$n" -c "$CONCURRENCY" -r 1000 INCRBY ctr:__rand_int__ 1 >/dev/null
+  redis-benchmark -p "$p" -q -n "$n" -c "$CONCURRENCY" -r 1000 EXPIRE ctr:__rand_int__ 1 >/dev/null
+  read -r _ _ cpu1 cu1 < <(redis_side "$p")
   awk -v n="$n" -v cpu=$((cpu1 - cpu0)) -v cu=$((cu1 - cu0)) 'BEGIN {
     printf "baseline: INCRBY+EXPIRE per check: redis cpu µs/check %.3f  commands µs/check %.3f\n", cpu / n, cu / n }'
 else
