@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,6 +66,19 @@ func TestTwoNodeClusterOverMutualTLS(t *testing.T) {
 	if status, d := checkUser(t, follower, "alice"); status != http.StatusOK || d.Rule != "over-tls" {
 		t.Fatalf("check over HTTPS: %d %+v", status, d)
 	}
+	// sluice top over HTTPS with the operator's certificate: the node asked
+	// gathers the other's summaries over node-to-node mutual TLS.
+	for range 4 {
+		checkUser(t, follower, "mallory")
+	}
+	waitFor(t, 20*time.Second, "sluice top --once over HTTPS lists mallory from both nodes' answer", func() error {
+		code, out, errOut := runCLI(t, nil, "top", "--once", "--addr", leader.URL(), "--ca-cert", nodeCA.CertFile,
+			"--cert", operator.CertFile, "--key", operator.KeyFile)
+		if code != 0 || !strings.Contains(out, "nodes n1,n2\n") || !strings.Contains(out, "mallory") {
+			return fmt.Errorf("exit %d\n%s%s", code, out, errOut)
+		}
+		return nil
+	})
 
 	// Plain HTTP is not served, and HTTPS without a client certificate is refused.
 	if status, _, err := systest.Get("http://" + leader.HTTPAddr + "/healthz"); err == nil && status == http.StatusOK {
