@@ -2,13 +2,16 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/sluicehq/sluice/api/admin"
 	"github.com/sluicehq/sluice/api/check"
+	"github.com/sluicehq/sluice/api/top"
 	"github.com/sluicehq/sluice/fsm/rules"
 )
 
@@ -16,6 +19,57 @@ import (
 // a rule would fare under next, its replacement (node's Engine).
 type ThrottleEstimator interface {
 	EstimateThrottled(ctx context.Context, next rules.Rule) (admin.Throttled, error)
+}
+
+// demandEstimator counts, for a rate-limit rule, the keys whose demand over
+// the last minute, cluster-wide (admitted plus denied cost, from the heavy
+// hitters GET /v1/top merges), certainly exceeds what the new limit admits
+// in a minute: burst + rate·60 s. A key's listed costs are upper bounds
+// within Error each, so its demand counts as the sum less both errors.
+// Quota rules, and a node that keeps no top keys, are estimated by engine
+// (bucket state).
+type demandEstimator struct {
+	top    *top.Service
+	engine ThrottleEstimator
+}
+
+func (d demandEstimator) EstimateThrottled(ctx context.Context, next rules.Rule) (admin.Throttled, error) {
+	if next.Limit == nil {
+		return d.fallback(ctx, next)
+	}
+	demand := map[string]int64{}
+	truncated := false
+	for _, by := range []string{top.ByAdmitted, top.ByDenied} {
+		t, err := d.top.Top(ctx, top.Query{Rule: next.Name, Window: "1m", By: by, K: top.MaxK})
+		if errors.Is(err, admin.ErrUnavailable) {
+			return d.fallback(ctx, next)
+		}
+		if err != nil {
+			return admin.Throttled{}, err
+		}
+		for _, rt := range t.Rules {
+			truncated = truncated || len(rt.Keys) == top.MaxK
+			for _, k := range rt.Keys {
+				demand[k.Key] = max(demand[k.Key], k.Admitted+k.Denied-2*k.Error)
+			}
+		}
+	}
+	l := next.Limit
+	perMinute := float64(l.Burst) + float64(l.Rate)*float64(time.Minute)/float64(time.Duration(l.Per))
+	out := admin.Throttled{Measure: admin.MeasureDemand, ActiveKeys: len(demand), Truncated: truncated}
+	for _, cost := range demand {
+		if float64(cost) > perMinute {
+			out.AtOnce++
+		}
+	}
+	return out, nil
+}
+
+func (d demandEstimator) fallback(ctx context.Context, next rules.Rule) (admin.Throttled, error) {
+	if d.engine == nil {
+		return admin.Throttled{}, fmt.Errorf("%w: this node keeps neither top keys nor an engine to estimate from", admin.ErrUnavailable)
+	}
+	return d.engine.EstimateThrottled(ctx, next)
 }
 
 // dryRunParam reads PUT /v1/rules's dry_run query parameter.

@@ -58,6 +58,15 @@ type Config struct {
 	TrustedProxies clientip.Proxies
 }
 
+// dryRunEstimator is what estimates rules dry runs: the cluster's top keys
+// when the node serves them, else the engine's bucket state (or nothing).
+func dryRunEstimator(cfg Config) ThrottleEstimator {
+	if cfg.Top != nil {
+		return demandEstimator{top: cfg.Top, engine: cfg.Estimator}
+	}
+	return cfg.Estimator
+}
+
 // Validate reports a configuration the server cannot run with.
 func (c *Config) Validate() error {
 	if c.Engine == nil {
@@ -111,7 +120,7 @@ func NewServer(cfg Config) (*Server, error) {
 	auth := newAdminAuth(cfg.AdminToken, cfg.NodeClient)
 	guard := auth.guard(writeError)
 	if cfg.Admin != nil {
-		registerAdminRoutes(r, cfg.Admin, cfg.Estimator, guard)
+		registerAdminRoutes(r, cfg.Admin, dryRunEstimator(cfg), guard)
 		registerUIRoutes(r, auth)
 	}
 	if cfg.NodeInfo != nil {

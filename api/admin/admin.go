@@ -129,9 +129,13 @@ type RulesDryRun struct {
 	Throttled map[string]Throttled `json:"throttled"`
 }
 
-// MeasureBucketState names how Throttled counts keys: from the bucket and
-// quota state the engine holds (docs/API.md, "Dry run").
-const MeasureBucketState = "bucket_state"
+// How Throttled counts keys (docs/API.md, "Dry run"): from the last
+// minute's cluster-wide demand per key (GET /v1/top's summaries), or from
+// the bucket and quota state the engine holds.
+const (
+	MeasureDemand      = "last_minute_demand"
+	MeasureBucketState = "bucket_state"
+)
 
 // Throttled is one rule's estimate: of the keys active lately (ActiveKeys,
 // at most 1000 looked at; Truncated when there were more), how many would

@@ -35,10 +35,10 @@ func dryRun(t *testing.T, p *systest.Proc, doc, token string) admin.RulesDryRun 
 }
 
 // A dry run against a node with real traffic counts the keys the new limit
-// would throttle at once: of three tenants that spent 15, 3 and (wanting
-// 25) all 20 of a burst of 20, a burst of 10 at the same refill leaves the
-// first and last with nothing; a burst of 40 leaves every one something.
-// Nothing is applied.
+// would throttle at once: of three tenants that asked for 15, 3 and 25
+// tokens in the last minute, a limit admitting 10⅓ a minute (burst 10 plus
+// a minute of refill) throttles the first and last, 16⅓ the last only,
+// 40⅓ none. Nothing is applied.
 func TestDryRunCountsKeysAboveTheNewLimit(t *testing.T) {
 	p := systest.StartNode(t, systest.Options{Rules: tenantHourly(20, "1h", 20)})
 	p.WaitReady()
@@ -47,6 +47,13 @@ func TestDryRunCountsKeysAboveTheNewLimit(t *testing.T) {
 			decide(t, p, fmt.Sprintf(`{"attributes": {"tenant": %q}}`, tenant))
 		}
 	}
+	// The summaries count whole seconds: this second's checks count from the next.
+	waitFor(t, 10*time.Second, "the checks in the last minute's demand", func() error {
+		if th := dryRun(t, p, tenantHourly(10, "30m", 10), "").Throttled["tenant"]; th.ActiveKeys != 3 {
+			return fmt.Errorf("estimate %+v", th)
+		}
+		return nil
+	})
 	for _, tc := range []struct {
 		doc  string
 		want int
@@ -66,7 +73,7 @@ func TestDryRunCountsKeysAboveTheNewLimit(t *testing.T) {
 			}
 			continue
 		}
-		if !ok || th.Measure != admin.MeasureBucketState || th.ActiveKeys != 3 || th.AtOnce != tc.want {
+		if !ok || th.Measure != admin.MeasureDemand || th.ActiveKeys != 3 || th.AtOnce != tc.want {
 			t.Errorf("dry run of %s: throttled %+v, want %d of 3 active keys", tc.doc, got.Throttled, tc.want)
 		}
 	}
@@ -123,7 +130,7 @@ func TestCLIRulesDryRunAndDiffAgainstRealNodes(t *testing.T) {
 			t.Errorf("rules diff on %s printed estimates:\n%s", p.ID, out)
 		}
 		code, out, errOut = cli("rules", "apply", "--dry-run", "-f", nextFile)
-		if code != 0 || !regexp.MustCompile(`(?m)^    throttled at once\s+0 of \d+ active keys\s+\(bucket_state\)$`).MatchString(out) ||
+		if code != 0 || !regexp.MustCompile(`(?m)^    throttled at once\s+0 of \d+ active keys\s+\(last_minute_demand\)$`).MatchString(out) ||
 			!strings.Contains(out, "nothing applied") {
 			t.Errorf("rules apply --dry-run on %s: exit %d\n%s%s", p.ID, code, out, errOut)
 		}
