@@ -8,10 +8,13 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/sluicehq/sluice/api/admin"
+	"github.com/sluicehq/sluice/api/top"
+	"github.com/sluicehq/sluice/buckets/hitters"
 	"github.com/sluicehq/sluice/fsm/rules"
 )
 
@@ -136,5 +139,43 @@ func TestAdminGuardRecordsTheCaller(t *testing.T) {
 		if w.Code != 200 || a.caller != tc.want {
 			t.Errorf("%+v: %d, caller %+v, want %+v", tc, w.Code, a.caller, tc.want)
 		}
+	}
+}
+
+// fakeTopNode is a one-member cluster whose own summaries are fixed.
+type fakeTopNode struct{ rules []admin.RuleHitters }
+
+func (f fakeTopNode) Top(string, time.Duration) ([]admin.RuleHitters, error) { return f.rules, nil }
+func (f fakeTopNode) ID() string                                             { return "n1" }
+func (f fakeTopNode) Members() []admin.NodeStatus                            { return []admin.NodeStatus{{ID: "n1"}} }
+func (f fakeTopNode) FetchTop(context.Context, string, string, string, int) (admin.NodeTop, error) {
+	return admin.NodeTop{}, nil
+}
+
+// The demand estimate counts a key when its last-minute admitted plus
+// denied cost, less both errors, exceeds burst + rate·60 s; quotas go to
+// the engine's bucket state.
+func TestDemandEstimatorCountsKeysOverTheMinutesAllowance(t *testing.T) {
+	node := fakeTopNode{rules: []admin.RuleHitters{{Rule: "r",
+		Admitted: hitters.Summary{Total: 130, Entries: []hitters.Entry{{Key: "a", Count: 60}, {Key: "b", Count: 40}, {Key: "c", Count: 30, Error: 2}}},
+		Denied:   hitters.Summary{Total: 15, Entries: []hitters.Entry{{Key: "a", Count: 10}, {Key: "c", Count: 5, Error: 2}}},
+	}}}
+	engine := &fakeEstimator{byRule: map[string]admin.Throttled{"q": {Measure: admin.MeasureBucketState, ActiveKeys: 4, AtOnce: 1}}}
+	est := demandEstimator{top: &top.Service{Local: node, Cluster: node, Timeout: time.Second}, engine: engine}
+	limit := func(burst int64) rules.Rule {
+		// 1 token per 2 s: 30 a minute on top of the burst.
+		return rules.Rule{Name: "r", Key: []string{"k"}, Limit: &rules.Limit{Rate: 1, Per: rules.Duration(2 * time.Second), Burst: burst}}
+	}
+	// Demand: a 70, b 40, c 35 less 4 of error = 31, which an allowance
+	// of 31 (burst 1) admits: only what certainly exceeds it counts.
+	for burst, want := range map[int64]int{1: 2, 10: 1, 39: 1, 40: 0} {
+		got, err := est.EstimateThrottled(context.Background(), limit(burst))
+		if err != nil || got.Measure != admin.MeasureDemand || got.ActiveKeys != 3 || got.AtOnce != want {
+			t.Errorf("burst %d (allowance %d a minute): %+v %v, want %d of 3 throttled", burst, burst+30, got, err, want)
+		}
+	}
+	q := rules.Rule{Name: "q", Key: []string{"k"}, Quota: &rules.Quota{Limit: 5, Per: rules.Day}}
+	if got, err := est.EstimateThrottled(context.Background(), q); err != nil || got != engine.byRule["q"] {
+		t.Errorf("quota: %+v %v, want the engine's bucket-state estimate", got, err)
 	}
 }
