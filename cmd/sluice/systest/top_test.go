@@ -1,11 +1,15 @@
 package systest_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -110,6 +114,24 @@ func TestTopMergesThreeNodes(t *testing.T) {
 		t.Errorf("sluice top without the token: exit %d, stderr %q; want 1, unauthorized", code, errOut)
 	}
 
+	// Without --once it redraws every --interval until interrupted.
+	live := exec.Command(systest.Binary(t), "top", "--interval", "200ms", "--addr", n1.URL(), "--token", token)
+	var screen lockedBuffer
+	live.Stdout, live.Stderr = &screen, &screen
+	if err := live.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "sluice top redrawing", func() error {
+		if n := strings.Count(screen.String(), "\x1b[H\x1b[2J"); n < 3 || !strings.Contains(screen.String(), "login") {
+			return fmt.Errorf("%d screens so far:\n%s", n, screen.String())
+		}
+		return nil
+	})
+	live.Process.Signal(os.Interrupt)
+	if err := live.Wait(); err != nil {
+		t.Fatalf("sluice top after Ctrl-C: %v\n%s", err, screen.String())
+	}
+
 	// scope=local answers from the node asked only.
 	local, err := topOf(n3, token, top.Query{Rule: "login", Window: "1m", K: 1, Local: true})
 	if err != nil || fmt.Sprint(local.Nodes) != "[n3]" || len(local.Rules[0].Keys) != 1 || local.Rules[0].Keys[0].Key != "198.51.100.9" {
@@ -124,6 +146,24 @@ func TestTopMergesThreeNodes(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// lockedBuffer collects a child process's output while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func topOf(p *systest.Proc, token string, q top.Query) (admin.Top, error) {
