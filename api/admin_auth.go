@@ -74,6 +74,7 @@ func (a adminAuth) guard(refuse func(*gin.Context, error)) gin.HandlerFunc {
 			ctx = admin.WithForwarded(ctx)
 			// The node that forwarded the call names who made it.
 			if original, ok := admin.ParseCaller(c.GetHeader(admin.CallerHeader)); ok {
+				original.Via = caller.String()
 				caller = original
 			}
 		}

@@ -120,7 +120,11 @@ func TestAdminGuardRecordsTheCaller(t *testing.T) {
 		{token: "s3cret", auth: "Bearer s3cret", remote: "192.0.2.9:4000", want: admin.Caller{Addr: "192.0.2.9:4000", Auth: admin.AuthToken}},
 		{token: "s3cret", auth: "Bearer s3cret", remote: "192.0.2.7:4000",
 			header: map[string]string{admin.ForwardedHeader: "1", admin.CallerHeader: "admin-token 198.51.100.3:999"},
-			want:   admin.Caller{Addr: "198.51.100.3:999", Auth: admin.AuthToken}},
+			want:   admin.Caller{Addr: "198.51.100.3:999", Auth: admin.AuthToken, Via: "admin-token 192.0.2.7:4000"}},
+		// A caller header past its bound is ignored.
+		{token: "s3cret", auth: "Bearer s3cret", remote: "192.0.2.7:4000",
+			header: map[string]string{admin.ForwardedHeader: "1", admin.CallerHeader: "admin-token " + strings.Repeat("x", 600)},
+			want:   admin.Caller{Addr: "192.0.2.7:4000", Auth: admin.AuthToken}},
 		// Not forwarded: a caller header is ignored.
 		{token: "s3cret", auth: "Bearer s3cret", remote: "192.0.2.7:4000",
 			header: map[string]string{admin.CallerHeader: "loopback 127.0.0.1:1"},

@@ -47,6 +47,7 @@ func (n *Node) auditRules(ctx context.Context, prev *knownRules, next *rules.Set
 	change := rules.Diff(old, next)
 	caller, _ := admin.CallerOf(ctx)
 	n.logger.Info("rules applied", "audit", true, "caller_addr", caller.Addr, "caller_auth", caller.Auth,
+		"caller_via", caller.Via,
 		"from_version", oldVersion, "to_version", version, "rules", len(next.Rules),
 		"added", len(change.Added), "removed", len(change.Removed), "changed", len(change.Changed))
 }

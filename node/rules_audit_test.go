@@ -86,6 +86,7 @@ func TestRulesApplyIsAuditedAndDryRunChangesNothing(t *testing.T) {
 	c.waitFor("the audit line on the leader", 5*time.Second, func() bool { return len(logs[leader.id].all()) == 1 })
 	line := logs[leader.id].all()[0]
 	if line["caller_auth"] != admin.AuthToken || !strings.HasPrefix(line["caller_addr"], "127.0.0.1:") ||
+		!strings.HasPrefix(line["caller_via"], admin.AuthToken+" 127.0.0.1:") ||
 		line["from_version"] != fmt.Sprint(before) || line["to_version"] != fmt.Sprint(before+1) ||
 		line["added"] != "1" || line["removed"] != "0" || line["changed"] != "1" || line["rules"] != "2" || line["audit"] != "true" {
 		t.Fatalf("audit line %v", line)

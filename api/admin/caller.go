@@ -13,6 +13,11 @@ type Caller struct {
 	// token is one shared secret, so it names no person, only that the
 	// caller held it.
 	Auth string `json:"auth"`
+	// Via is the node that forwarded the call and named Addr and Auth
+	// ("auth addr" as that node was admitted); "" for a direct call. The
+	// header naming the original caller is only as trustworthy as whoever
+	// sent it, so the audit log always shows who that was.
+	Via string `json:"via,omitempty"`
 }
 
 // How the admin guard admitted a caller.
@@ -26,14 +31,20 @@ const (
 // CallerHeader carries the original caller ("auth addr") of a call one node
 // forwards to the leader, so the leader's audit log names the client rather
 // than the forwarding node. Only admitted callers reach the code that reads
-// it, so it is as trustworthy as the admin token.
+// it, and the forwarder is recorded beside it (Caller.Via).
 const CallerHeader = "X-Sluice-Caller"
 
 // String is the header form of c.
 func (c Caller) String() string { return c.Auth + " " + c.Addr }
 
+// maxCallerHeader bounds the header form: an auth name and a host:port.
+const maxCallerHeader = 512
+
 // ParseCaller reads the header form; ok is false for anything else.
 func ParseCaller(s string) (c Caller, ok bool) {
+	if len(s) > maxCallerHeader {
+		return Caller{}, false
+	}
 	c.Auth, c.Addr, ok = strings.Cut(s, " ")
 	return c, ok && c.Auth != "" && c.Addr != ""
 }

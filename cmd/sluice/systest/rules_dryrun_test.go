@@ -154,7 +154,7 @@ func TestCLIRulesDryRunAndDiffAgainstRealNodes(t *testing.T) {
 	if code, out, errOut := runCLI(t, nil, "rules", "apply", "-f", nextFile, "--addr", c.Others(leader)[0].URL(), "--token", token); code != 0 || strings.TrimSpace(out) != "rules applied: version 2" {
 		t.Fatalf("rules apply: exit %d, %q %s", code, out, errOut)
 	}
-	audit := regexp.MustCompile(`msg="rules applied" .*caller_addr=127\.0\.0\.1:\d+ caller_auth=admin-token from_version=1 to_version=2 rules=4 added=1 removed=1 changed=3`)
+	audit := regexp.MustCompile(`msg="rules applied" .*caller_addr=127\.0\.0\.1:\d+ caller_auth=admin-token caller_via="admin-token 127\.0\.0\.1:\d+" from_version=1 to_version=2 rules=4 added=1 removed=1 changed=3`)
 	waitFor(t, 10*time.Second, "the audit line in "+leader.ID+"'s log", func() error {
 		if !audit.MatchString(leader.LogTail(1 << 20)) {
 			return fmt.Errorf("no line matching %s", audit)
