@@ -109,7 +109,14 @@ func (g *globalPath) take(ctx context.Context, r *rules.CompiledRule, key []byte
 			return out, nil
 		}
 	}
-	return g.refill(ctx, e, lim, cost)
+	out, late, err := g.refill(ctx, e, lim, cost)
+	if late {
+		// The grant came back after its slice's deadline and cannot be
+		// spent. The node was slow, not the client: ask once more (the
+		// late slice is settled in the same call) rather than deny.
+		out, _, err = g.refill(ctx, e, lim, cost)
+	}
+	return out, err
 }
 
 // settleSpent settles a slice that ran out while the key is denied locally,
@@ -181,8 +188,9 @@ func (g *globalPath) prepare(e *buckets.SliceEntry, lim *rules.Limit, cost int64
 }
 
 // refill settles the current slice and asks Redis for the next one in the
-// same call (refill lock held).
-func (g *globalPath) refill(ctx context.Context, e *buckets.SliceEntry, lim *rules.Limit, cost int64) (buckets.Outcome, error) {
+// same call (refill lock held). late reports a grant that came back after
+// its slice's deadline, which the request could not spend.
+func (g *globalPath) refill(ctx context.Context, e *buckets.SliceEntry, lim *rules.Limit, cost int64) (out buckets.Outcome, late bool, err error) {
 	r := g.prepare(e, lim, cost)
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.RedisTimeout)
 	defer cancel()
@@ -191,21 +199,21 @@ func (g *globalPath) refill(ctx context.Context, e *buckets.SliceEntry, lim *rul
 	grant, err := g.cfg.Limiter.RenewRoomy(ctx, c.Rule, c.Key, c.Bucket, c.Prev, c.Want, c.Min, c.TTL, c.Roomy)
 	g.cfg.Metrics.observe("acquire", err, time.Since(start))
 	if err != nil {
-		return buckets.Outcome{}, err
+		return buckets.Outcome{}, false, err
 	}
-	return g.finish(r, grant, cost), nil
+	out, late = g.finish(r, grant, cost)
+	return out, late, nil
 }
 
 // finish installs what Redis granted for r (refill lock held) and decides
 // the request of cost tokens that asked for it (0: a renewal ahead of time,
-// with no request to decide).
-func (g *globalPath) finish(r renewal, grant lua.Grant, cost int64) buckets.Outcome {
+// with no request to decide); late as for refill.
+func (g *globalPath) finish(r renewal, grant lua.Grant, cost int64) (out buckets.Outcome, late bool) {
 	e, lim, sendAt, ttl := r.e, r.lim, r.sendAt, g.cfg.SliceTTL
 	now := g.now()
 	if grant.Never {
-		return buckets.Outcome{TooCostly: true, Remaining: grant.Remaining, Reset: int64(grant.Reset)}
+		return buckets.Outcome{TooCostly: true, Remaining: grant.Remaining, Reset: int64(grant.Reset)}, false
 	}
-	var out buckets.Outcome
 	if grant.Granted > 0 {
 		g.cfg.Metrics.refilled()
 		// A roomy grant lives RoomyTTL (plus the same margin) in Redis.
@@ -213,11 +221,12 @@ func (g *globalPath) finish(r renewal, grant lua.Grant, cost int64) buckets.Outc
 		s := buckets.NewSlice(grant.ID, grant.Granted, sendAt, sendAt+int64(life), grant.Remaining, int64(grant.Reset))
 		// The grant covers cost (min was cost), but an answer that came back
 		// after the slice's deadline must not be spent: Redis may already
-		// have written it off. The sweeper hands its tokens back.
+		// have written it off. The next refill or the sweeper hands its
+		// tokens back.
 		left, ok := s.Take(cost, g.now)
 		e.Install(s, now)
 		if !ok {
-			return buckets.Outcome{Remaining: s.Left() + grant.Remaining, Reset: int64(grant.Reset), RetryAfter: lateSliceRetry}
+			return buckets.Outcome{Remaining: s.Left() + grant.Remaining, Reset: int64(grant.Reset), RetryAfter: lateSliceRetry}, true
 		}
 		out = buckets.Outcome{Allowed: true, Remaining: left + grant.Remaining, Reset: int64(grant.Reset)}
 	}
@@ -239,7 +248,7 @@ func (g *globalPath) finish(r renewal, grant lua.Grant, cost int64) buckets.Outc
 	if grant.Granted == 0 {
 		out = buckets.Outcome{Remaining: grant.Remaining, Reset: int64(grant.Reset), RetryAfter: int64(grant.RetryAfter)}
 	}
-	return out
+	return out, false
 }
 
 // roomy is the larger, longer-lived slice to ask for in place of want while
@@ -301,7 +310,7 @@ func withhold(b lua.Bucket, w float64) lua.Bucket {
 }
 
 // lateSliceRetry is the retry-after of a request whose grant arrived too late
-// to spend: the next request gets a fresh slice.
+// to spend twice in a row: the next request gets a fresh slice.
 const lateSliceRetry = int64(time.Millisecond)
 
 // refillPause is how long a fair share (1/nodes) of the burst takes to

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -256,6 +257,31 @@ func TestGlobalLateGrantIsNotSpent(t *testing.T) {
 	e.Close(context.Background())
 	if n := peek(t, rdb, "d", "a", drainedBucket); n != 100 {
 		t.Fatalf("Redis holds %d tokens after the late grant was handed back, want all 100", n)
+	}
+}
+
+// A grant that comes back late once costs the request a second call, not a
+// denial: the node was slow, not the client.
+func TestGlobalLateGrantIsAskedForAgain(t *testing.T) {
+	srv := redistest.StartServer(t)
+	rdb := dialRedis(t, time.Second, srv.Addr())
+	ttl := 300 * time.Millisecond
+	e := newGlobalEngine(t, rdb, globalOpts{nodes: 1, sliceTTL: ttl, redisTimeout: 5 * time.Second}, drainedRule)
+	var answers atomic.Int32
+	lateOnce := func() {
+		if answers.Add(1) == 1 {
+			time.Sleep(ttl + 50*time.Millisecond)
+		}
+	}
+	e.calls.after.Store(&lateOnce)
+	d := decide(t, e.Engine, 1, "k", "a")
+	e.calls.after.Store(nil)
+	if !d.Allowed || answers.Load() != 2 {
+		t.Fatalf("decision after one late grant: %+v after %d answers, want allowed after 2", d, answers.Load())
+	}
+	e.Close(context.Background())
+	if n := peek(t, rdb, "d", "a", drainedBucket); n != 99 {
+		t.Fatalf("Redis holds %d tokens after the late grant was handed back and one token spent, want 99", n)
 	}
 }
 

@@ -148,7 +148,13 @@ func (g *globalQuotas) take(ctx context.Context, r *rules.CompiledRule, key []by
 			return quotaOutcome{Remaining: out.Remaining, Reset: out.Reset, RetryAfter: out.RetryAfter}, nil
 		}
 	}
-	return g.refill(ctx, e, q, cost)
+	out, late, err := g.refill(ctx, e, q, cost)
+	if late {
+		// As for rate limits (globalPath.take): the node was slow, not the
+		// client, so it asks once more before it denies.
+		out, _, err = g.refill(ctx, e, q, cost)
+	}
+	return out, err
 }
 
 // fromSlice spends from the current slice when it can cover cost.
@@ -167,8 +173,9 @@ func (g *globalQuotas) fromSlice(e *quotaEntry, cost, now int64) (quotaOutcome, 
 
 // refill settles the current slice and asks Redis for the next one in the
 // same call (refill lock held). The slice ends with its window at the
-// latest: Redis cuts the grant's TTL there.
-func (g *globalQuotas) refill(ctx context.Context, e *quotaEntry, q *rules.Quota, cost int64) (quotaOutcome, error) {
+// latest: Redis cuts the grant's TTL there. late reports a grant that came
+// back after its slice's deadline, which the request could not spend.
+func (g *globalQuotas) refill(ctx context.Context, e *quotaEntry, q *rules.Quota, cost int64) (quotaOutcome, bool, error) {
 	sendAt := g.mono()
 	id, granted, unused := e.slices.Retire(sendAt)
 	ttl := g.cfg.SliceTTL
@@ -190,7 +197,7 @@ func (g *globalQuotas) refill(ctx context.Context, e *quotaEntry, q *rules.Quota
 		return grant.InWindow, grant.Now, err
 	})
 	if err != nil {
-		return quotaOutcome{}, err
+		return quotaOutcome{}, false, err
 	}
 	now := g.mono()
 	e.window, e.limit = w, q.Limit
@@ -203,18 +210,18 @@ func (g *globalQuotas) refill(ctx context.Context, e *quotaEntry, q *rules.Quota
 		left, ok := s.Take(cost, g.mono)
 		e.slices.Install(s, now)
 		if !ok {
-			// The answer came after the slice's deadline: the sweeper hands
-			// it back, and the next request gets a fresh one.
-			return quotaOutcome{Remaining: s.Left() + grant.Remaining, Reset: reset, RetryAfter: lateSliceRetry}, nil
+			// The answer came after the slice's deadline: the next refill
+			// or the sweeper hands it back.
+			return quotaOutcome{Remaining: s.Left() + grant.Remaining, Reset: reset, RetryAfter: lateSliceRetry}, true, nil
 		}
-		return quotaOutcome{Allowed: true, Remaining: left + grant.Remaining, Reset: reset}, nil
+		return quotaOutcome{Allowed: true, Remaining: left + grant.Remaining, Reset: reset}, false, nil
 	}
 	// Too little left. Deny locally for a slice's lifetime (never past the
 	// window's end) rather than asking Redis on every request; what other
 	// nodes hand back meanwhile is found at the next refill.
 	out := buckets.Outcome{Remaining: grant.Remaining, Reset: reset, RetryAfter: reset}
 	e.slices.Deny(out, now+min(int64(ttl), reset), now)
-	return quotaOutcome{Remaining: grant.Remaining, Reset: reset, RetryAfter: reset}, nil
+	return quotaOutcome{Remaining: grant.Remaining, Reset: reset, RetryAfter: reset}, false, nil
 }
 
 // give returns tokens to the slice they came from (all-or-nothing refunds).
