@@ -60,6 +60,12 @@ func (h adminHandlers) join(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
+	fresh, err := boolParam(c, "fresh")
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	req.Fresh = fresh
 	if err := h.admin.Join(c.Request.Context(), req); err != nil {
 		writeError(c, err)
 		return
@@ -99,7 +105,7 @@ func (h adminHandlers) rules(c *gin.Context) {
 }
 
 func (h adminHandlers) setRules(c *gin.Context) {
-	dryRun, err := dryRunParam(c)
+	dryRun, err := boolParam(c, "dry_run")
 	if err != nil {
 		writeError(c, err)
 		return

@@ -72,15 +72,15 @@ func (d demandEstimator) fallback(ctx context.Context, next rules.Rule) (admin.T
 	return d.engine.EstimateThrottled(ctx, next)
 }
 
-// dryRunParam reads PUT /v1/rules's dry_run query parameter.
-func dryRunParam(c *gin.Context) (bool, error) {
-	raw, ok := c.GetQuery("dry_run")
+// boolParam reads an optional true/false query parameter (absent: false).
+func boolParam(c *gin.Context, name string) (bool, error) {
+	raw, ok := c.GetQuery(name)
 	if !ok {
 		return false, nil
 	}
 	on, err := strconv.ParseBool(raw)
 	if err != nil {
-		return false, &check.FieldError{Field: "dry_run", Msg: "must be true or false"}
+		return false, &check.FieldError{Field: name, Msg: "must be true or false"}
 	}
 	return on, nil
 }

@@ -81,7 +81,7 @@ const (
 // accepts or ctx ends. A follower target forwards to its leader. A request
 // the cluster refuses as invalid or unauthorized is not retried.
 func (n *Node) joinCluster(ctx context.Context) error {
-	req := admin.JoinRequest{NodeID: n.cfg.ID, RaftAddr: string(n.raftAddr), HTTPAddr: n.cfg.HTTPAdvertise}
+	req := admin.JoinRequest{NodeID: n.cfg.ID, RaftAddr: string(n.raftAddr), HTTPAddr: n.cfg.HTTPAdvertise, Fresh: !n.hadState}
 	backoff := joinFirstBackoff
 	for {
 		var lastErr error

@@ -77,6 +77,9 @@ func (n *Node) admit(req admin.JoinRequest) error {
 			return err
 		}
 	}
+	if req.Fresh && !self && current != nil && !moved && current.Suffrage == raft.Voter {
+		n.demoteEmptied(req.NodeID)
+	}
 	added := false
 	switch {
 	case self && (current == nil || moved):
@@ -117,6 +120,36 @@ func (n *Node) admit(req admin.JoinRequest) error {
 	}
 	n.logger.Info("member joined", "id", m.ID, "raft_addr", m.RaftAddr, "http_addr", m.HTTPAddr)
 	return nil
+}
+
+// demoteEmptied makes voter id, which rejoined without its raft state (a
+// lost disk, a new volume), a non-voter until it has caught up and is
+// promoted again: with an empty log it would grant its vote to any
+// candidate, and a leader elected so could lack entries the cluster had
+// committed. If the other voters could not form a quorum without it, it
+// stays a voter, so the cluster stays available, and the leader warns. The
+// caller holds n.membership.
+//
+// Demoting needs more than quorumWithout's judgement, which gives every
+// member the benefit of the doubt for a while after an election: a voter
+// that lost its disk is often part of the event that made the leader, and a
+// wrong guess would leave a voting core that can never commit again. So
+// every other voter must have been heard from lately, by heartbeats and by
+// its own demand reports.
+func (n *Node) demoteEmptied(id string) {
+	now := time.Now()
+	for _, s := range n.servers() {
+		other := string(s.ID)
+		if s.Suffrage == raft.Voter && other != id && other != n.cfg.ID && !n.heardFrom(other, now) {
+			n.logger.Warn("voter rejoined without its raft state; left a voter, since another voter is not heard from", "id", id, "unheard", other)
+			return
+		}
+	}
+	if err := n.demote(id); err != nil {
+		n.logger.Warn("voter rejoined without its raft state; left a voter, since demoting it would cost the quorum", "id", id, "err", err)
+		return
+	}
+	n.logger.Info("voter rejoined without its raft state; demoted until it has caught up", "id", id)
 }
 
 // removeLocal removes member id unless that would cost the quorum.
@@ -189,11 +222,14 @@ func (n *Node) alive(id string, now time.Time) bool {
 	if id == n.cfg.ID {
 		return true
 	}
-	heard := n.demand.lastHeard(id)
-	if since := time.Unix(0, n.leaderSince.Load()); since.After(heard) {
-		heard = since
-	}
-	return n.health.healthy(id) && now.Sub(heard) <= staleReports*n.reportEvery()
+	led := time.Unix(0, n.leaderSince.Load())
+	return n.heardFrom(id, now) || (n.health.healthy(id) && now.Sub(led) <= staleReports*n.reportEvery())
+}
+
+// heardFrom is alive without the benefit of the doubt after an election:
+// id answers heartbeats and its last demand report is recent.
+func (n *Node) heardFrom(id string, now time.Time) bool {
+	return n.health.healthy(id) && now.Sub(n.demand.lastHeard(id)) <= staleReports*n.reportEvery()
 }
 
 // promoteWhenCaughtUp tries to promote non-voter id until it is a voter,

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -133,6 +135,14 @@ func TestJoinEntersAsNonvoterThenVotes(t *testing.T) {
 	if s, _ := serverByID(leader.node.servers(), joiner.id); s.Suffrage != raft.Voter {
 		t.Fatalf("after its join answered, %s is %v, want a voter", joiner.id, s.Suffrage)
 	}
+	if seen := suffrageHistory(leader, joiner.id); !slices.Equal(seen, []raft.ServerSuffrage{raft.Nonvoter, raft.Voter}) {
+		t.Fatalf("%s's suffrage in the leader's configurations: %v, want [Nonvoter Voter]", joiner.id, seen)
+	}
+}
+
+// suffrageHistory is id's suffrage in each configuration of leader's raft
+// log, repeats collapsed.
+func suffrageHistory(leader *member, id string) []raft.ServerSuffrage {
 	var seen []raft.ServerSuffrage
 	first, _ := leader.node.store.FirstIndex()
 	last, _ := leader.node.store.LastIndex()
@@ -141,15 +151,83 @@ func TestJoinEntersAsNonvoterThenVotes(t *testing.T) {
 		if err := leader.node.store.GetLog(i, &entry); err != nil || entry.Type != raft.LogConfiguration {
 			continue
 		}
-		if s, ok := serverByID(raft.DecodeConfiguration(entry.Data).Servers, joiner.id); ok {
+		if s, ok := serverByID(raft.DecodeConfiguration(entry.Data).Servers, id); ok {
 			if len(seen) == 0 || seen[len(seen)-1] != s.Suffrage {
 				seen = append(seen, s.Suffrage)
 			}
 		}
 	}
-	if len(seen) != 2 || seen[0] != raft.Nonvoter || seen[1] != raft.Voter {
-		t.Fatalf("%s's suffrage in the leader's configurations: %v, want [Nonvoter Voter]", joiner.id, seen)
+	return seen
+}
+
+// loseDisk stops m and empties its data dir, as when a node's volume is lost.
+func (c *cluster) loseDisk(m *member) (raftAddr string) {
+	c.t.Helper()
+	raftAddr = string(m.node.raftAddr)
+	c.stop(m)
+	if err := os.RemoveAll(m.dataDir); err != nil {
+		c.t.Fatal(err)
 	}
+	if err := os.MkdirAll(m.dataDir, 0o755); err != nil {
+		c.t.Fatal(err)
+	}
+	return raftAddr
+}
+
+// A voter that rejoins with an empty data dir (a lost volume) would grant
+// its vote to any candidate: the leader demotes it while it catches up, then
+// promotes it again.
+func TestVoterRejoiningWithoutStateIsDemotedUntilCaughtUp(t *testing.T) {
+	c := startCluster(t, 3)
+	leader := c.leader()
+	var lost, other *member
+	for _, m := range c.members {
+		switch {
+		case m == leader:
+		case lost == nil:
+			lost = m
+		default:
+			other = m
+		}
+	}
+	c.waitFor(other.id+"'s demand reports on the leader", 10*time.Second, func() bool {
+		return leader.node.heardFrom(other.id, time.Now())
+	})
+	before := suffrageHistory(leader, lost.id)
+	addr := c.loseDisk(lost)
+	c.start(lost, addr, []string{leader.httpAddr()})
+	leader = c.leader()
+	want := append(before, raft.Nonvoter, raft.Voter)
+	c.waitFor(lost.id+" demoted and a voter again", 15*time.Second, func() bool {
+		return slices.Equal(suffrageHistory(leader, lost.id), want)
+	})
+	c.setRules(leader, 7)
+}
+
+// When the other voters could not form a quorum without it, a voter that
+// lost its state stays a voter: demoting it would leave a core that can
+// never commit again.
+func TestVoterRejoiningWithoutStateStaysAVoterWhenItsVoteIsNeeded(t *testing.T) {
+	c := startCluster(t, 3)
+	leader := c.leader()
+	var followers []*member
+	for _, m := range c.members {
+		if m != leader {
+			followers = append(followers, m)
+		}
+	}
+	lost, down := followers[0], followers[1]
+	c.stop(down)
+	addr := c.loseDisk(lost)
+	c.start(lost, addr, []string{leader.httpAddr()})
+	leader = c.leader()
+	if s, _ := serverByID(leader.node.servers(), lost.id); s.Suffrage != raft.Voter {
+		t.Fatalf("%s after rejoining without state while %s is down: %v, want still a voter", lost.id, down.id, s.Suffrage)
+	}
+	if seen := suffrageHistory(leader, lost.id); slices.Contains(seen[min(2, len(seen)):], raft.Nonvoter) {
+		t.Fatalf("%s's suffrage in the leader's configurations: %v, want no demotion", lost.id, seen)
+	}
+	c.setRules(leader, 7)
 }
 
 // removeRetryingElections removes id through m, retrying while the cluster

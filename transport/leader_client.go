@@ -48,7 +48,11 @@ func (c *LeaderClient) Join(ctx context.Context, target string, req admin.JoinRe
 	if err != nil {
 		return err
 	}
-	return c.do(ctx, http.MethodPost, target, "/v1/cluster/join", body, nil)
+	path := "/v1/cluster/join"
+	if req.Fresh {
+		path += "?fresh=true"
+	}
+	return c.do(ctx, http.MethodPost, target, path, body, nil)
 }
 
 // SetRules replaces the rules through the leader at target.

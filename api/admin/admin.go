@@ -97,6 +97,11 @@ type JoinRequest struct {
 	NodeID   string `json:"node_id"`
 	RaftAddr string `json:"raft_addr"`
 	HTTPAddr string `json:"http_addr"`
+	// Fresh: the joiner has no raft state (a new node, or one that lost its
+	// disk). It travels as the query parameter fresh=true, not in the body,
+	// because leaders before it refuse unknown body fields and would refuse
+	// new nodes during a rolling upgrade; they ignore the parameter.
+	Fresh bool `json:"-"`
 }
 
 // RulesDoc is the body of GET /v1/rules: the rules document plus its version.
