@@ -211,8 +211,14 @@ func TestQuotaGlobalResetAndUsage(t *testing.T) {
 		{"name": "r", "key": ["ip"], "limit": {"rate": 1, "per": "1h", "burst": 4}}]}`
 	a := quotaGlobalEngine(t, rdb, 2, doc)
 	b := quotaGlobalEngine(t, rdb, 2, doc)
-	decide(t, a, 3, "tenant", "acme")
-	decide(t, b, 2, "tenant", "acme")
+	for _, step := range []struct {
+		e    *Engine
+		cost int64
+	}{{a, 3}, {b, 2}} {
+		if d := decide(t, step.e, step.cost, "tenant", "acme"); !d.Allowed || d.Mode != check.ModeGlobal {
+			t.Fatalf("spending %d of the five: %+v, want allowed in global mode", step.cost, d)
+		}
+	}
 	if d := decide(t, a, 1, "tenant", "acme"); d.Allowed {
 		t.Fatalf("sixth of five: %+v", d)
 	}
