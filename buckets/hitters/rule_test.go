@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 const second = int64(time.Second)
@@ -236,11 +237,11 @@ func TestIndexSurvivesChurn(t *testing.T) {
 			if p := s.at[c]; int(s.heap[p]) != c {
 				t.Fatalf("step %d: counter %d at heap position %d, which holds %d", i, c, p, s.heap[p])
 			}
-			if p := int(s.at[c]); p > 0 && s.less(p, (p-1)/2) {
+			if p := int(s.at[c]); p > 0 && s.counts[p] < s.counts[(p-1)/heapArity] {
 				t.Fatalf("step %d: heap order broken at %d", i, p)
 			}
 			k := string(s.counters[c].key[:s.counters[c].keyLen])
-			if !s.counts(k) {
+			if !s.indexes(k) {
 				t.Fatalf("step %d: counted key %q not found through the index", i, k)
 			}
 		}
@@ -249,8 +250,8 @@ func TestIndexSurvivesChurn(t *testing.T) {
 
 func hashOf(key string) uint64 { return maphash.String(seed, key) }
 
-// counts reports whether key has a counter, by the index.
-func (s *spaceSaving) counts(key string) bool {
+// indexes reports whether key has a counter, by the index.
+func (s *spaceSaving) indexes(key string) bool {
 	h := hashOf(key)
 	for slot := h & (indexSlots - 1); s.index[slot] != 0; slot = (slot + 1) & (indexSlots - 1) {
 		if s.counters[s.index[slot]-1].is(key, false, h) {
@@ -285,7 +286,7 @@ func TestMemoryPerRule(t *testing.T) {
 	if held > 1<<20 || allocated > 1<<20 {
 		t.Fatalf("one rule holds %d bytes (allocated %d), above the documented 1 MiB", held, allocated)
 	}
-	if counters := uint64(ringSeconds * numSides * Capacity * 96); allocated < counters {
+	if counters := uint64(ringSeconds*numSides*Capacity) * uint64(unsafe.Sizeof(counter{})); allocated < counters {
 		t.Fatalf("recording allocated %d bytes, less than its counters alone (%d): the measurement is wrong", allocated, counters)
 	}
 }

@@ -8,7 +8,7 @@ import "unicode/utf8"
 const Capacity = 64
 
 // KeyBytes is the longest key a counter keeps whole; 70 makes a counter
-// 96 bytes.
+// 88 bytes.
 const KeyBytes = 70
 
 // indexSlots sizes the open-addressing index at twice Capacity, so that
@@ -18,14 +18,19 @@ const indexSlots = 2 * Capacity
 // cutMark ends a key cut to KeyBytes.
 const cutMark = "…"
 
-// counter is one Space-Saving counter: a key and its count, of which up to
-// err may belong to the keys it replaced.
+// heapArity is the heap's fan-out: four children share a cache line of
+// counts, and a 64-counter heap is three levels deep instead of six, so a
+// new key taking over the smallest counter sifts it down in a few steps.
+const heapArity = 4
+
+// counter is one Space-Saving counter: a key, whose count lives in the
+// heap, of which up to err may belong to the keys it replaced.
 type counter struct {
-	count, err int64
-	hash       uint64
-	keyLen     uint8
-	cut        bool
-	key        [KeyBytes]byte
+	err    int64
+	hash   uint64
+	keyLen uint8
+	cut    bool
+	key    [KeyBytes]byte
 }
 
 func (c *counter) is(key string, cut bool, hash uint64) bool {
@@ -41,12 +46,15 @@ func (c *counter) displayKey() string {
 
 // spaceSaving is one fixed-size Space-Saving summary. Counters sit in a
 // min-heap on count, so the smallest is the one a new key takes over, and
-// in a linear-probing index by key hash. It is not safe for concurrent use.
+// in a linear-probing index by key hash. The heap holds the counts
+// themselves, next to each other, so sifting compares without chasing
+// counters. It is not safe for concurrent use.
 type spaceSaving struct {
 	total    int64 // exact cost added since reset
 	used     int   // counters in use
 	counters [Capacity]counter
-	heap     [Capacity]uint8   // counter indexes, smallest count first
+	counts   [Capacity]int64   // counts in heap order, smallest first
+	heap     [Capacity]uint8   // heap position → counter index
 	at       [Capacity]uint8   // counter index → its position in heap
 	index    [indexSlots]uint8 // counter index + 1 by hash; 0 is free
 }
@@ -62,25 +70,29 @@ func (s *spaceSaving) floor() int64 {
 	if s.used < Capacity {
 		return 0 // nothing was ever replaced: every key is counted exactly
 	}
-	return s.counters[s.heap[0]].count
+	return s.counts[0]
 }
+
+// count is counter i's count.
+func (s *spaceSaving) count(i int) int64 { return s.counts[s.at[i]] }
 
 // add counts cost for key (already cut by cutKey) whose hash is hash.
 func (s *spaceSaving) add(key string, cut bool, hash uint64, cost int64) {
 	s.total += cost
 	for slot := hash & (indexSlots - 1); s.index[slot] != 0; slot = (slot + 1) & (indexSlots - 1) {
 		i := int(s.index[slot]) - 1
-		if c := &s.counters[i]; c.is(key, cut, hash) {
-			c.count += cost
-			s.down(int(s.at[i]))
+		if s.counters[i].is(key, cut, hash) {
+			p := int(s.at[i])
+			s.counts[p] += cost
+			s.down(p)
 			return
 		}
 	}
 	if s.used < Capacity {
 		i := s.used
 		s.used++
-		s.counters[i].set(key, cut, hash, cost, 0)
-		s.heap[i], s.at[i] = uint8(i), uint8(i)
+		s.counters[i].set(key, cut, hash, 0)
+		s.counts[i], s.heap[i], s.at[i] = cost, uint8(i), uint8(i)
 		s.up(i)
 		s.insert(hash, i)
 		return
@@ -88,13 +100,14 @@ func (s *spaceSaving) add(key string, cut bool, hash uint64, cost int64) {
 	i := int(s.heap[0])
 	c := &s.counters[i]
 	s.remove(c.hash, i)
-	c.set(key, cut, hash, c.count+cost, c.count)
+	c.set(key, cut, hash, s.counts[0])
+	s.counts[0] += cost
 	s.down(0)
 	s.insert(hash, i)
 }
 
-func (c *counter) set(key string, cut bool, hash uint64, count, err int64) {
-	c.count, c.err, c.hash, c.cut = count, err, hash, cut
+func (c *counter) set(key string, cut bool, hash uint64, err int64) {
+	c.err, c.hash, c.cut = err, hash, cut
 	c.keyLen = uint8(copy(c.key[:], key))
 }
 
@@ -126,20 +139,17 @@ func (s *spaceSaving) remove(hash uint64, i int) {
 	s.index[hole] = 0
 }
 
-func (s *spaceSaving) less(a, b int) bool {
-	return s.counters[s.heap[a]].count < s.counters[s.heap[b]].count
-}
-
 func (s *spaceSaving) swap(a, b int) {
+	s.counts[a], s.counts[b] = s.counts[b], s.counts[a]
 	s.heap[a], s.heap[b] = s.heap[b], s.heap[a]
 	s.at[s.heap[a]], s.at[s.heap[b]] = uint8(a), uint8(b)
 }
 
-// up restores the heap after the counter at position p shrank or arrived.
+// up restores the heap after the count at position p arrived.
 func (s *spaceSaving) up(p int) {
 	for p > 0 {
-		parent := (p - 1) / 2
-		if !s.less(p, parent) {
+		parent := (p - 1) / heapArity
+		if s.counts[p] >= s.counts[parent] {
 			return
 		}
 		s.swap(p, parent)
@@ -147,17 +157,38 @@ func (s *spaceSaving) up(p int) {
 	}
 }
 
-// down restores the heap after the counter at position p grew.
+// down restores the heap after the count at position p grew. A full set
+// of children is compared as a tournament of plain selects, which the
+// compiler can make conditional moves: under a flood of new keys the
+// comparisons are coin flips that branches would mispredict.
 func (s *spaceSaving) down(p int) {
 	for {
-		least := p
-		if l := 2*p + 1; l < s.used && s.less(l, least) {
-			least = l
+		first := heapArity*p + 1
+		var least int
+		switch {
+		case first+heapArity <= s.used:
+			a, b := first, first+2
+			if s.counts[first+1] < s.counts[a] {
+				a = first + 1
+			}
+			if s.counts[first+3] < s.counts[b] {
+				b = first + 3
+			}
+			if s.counts[b] < s.counts[a] {
+				a = b
+			}
+			least = a
+		case first < s.used:
+			least = first
+			for c := first + 1; c < s.used; c++ {
+				if s.counts[c] < s.counts[least] {
+					least = c
+				}
+			}
+		default:
+			return
 		}
-		if r := 2*p + 2; r < s.used && s.less(r, least) {
-			least = r
-		}
-		if least == p {
+		if s.counts[least] >= s.counts[p] {
 			return
 		}
 		s.swap(p, least)

@@ -111,8 +111,9 @@ func (m *merger) addSummary(s *spaceSaving) {
 		} else {
 			e = m.entry(c.displayKey(), floor)
 		}
-		e.count += c.count
-		e.lower += c.count - c.err
+		count := s.count(i)
+		e.count += count
+		e.lower += count - c.err
 	}
 }
 
