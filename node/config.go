@@ -38,6 +38,11 @@ type Config struct {
 	// existing members. Without it, and without raft state, the node
 	// bootstraps a new single-node cluster.
 	Join []string
+	// Seed: this node is the first entry of everyone's --join (Join then
+	// lists the others). Without raft state it bootstraps the cluster,
+	// unless a node in Join already belongs to one: then it lost its state
+	// and joins that cluster instead of starting a second one.
+	Seed bool
 	// BootstrapRules is applied when this node leads a cluster that has no
 	// rules yet (in practice: the cluster it bootstraps). Nil means an empty
 	// rules document: a cluster always has a rules version, so a node can

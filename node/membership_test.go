@@ -242,3 +242,30 @@ func removeRetryingElections(t *testing.T, m *member, id string) error {
 	})
 	return err
 }
+
+// The seed (first in everyone's --join) that lost its volume joins the
+// cluster the others still form, rather than bootstrapping a second one.
+func TestSeedWithoutStateJoinsTheExistingCluster(t *testing.T) {
+	c := startCluster(t, 3)
+	seed, others := c.members[0], c.members[1:]
+	c.tune = func(m *member, cfg *Config) { cfg.Seed = m == seed }
+	addr := c.loseDisk(seed)
+	c.start(seed, addr, []string{others[0].httpAddr(), others[1].httpAddr()})
+	leader := c.leader()
+	c.waitFor(seed.id+" back in the cluster, on its rules", 15*time.Second, func() bool {
+		v := seed.node.RulesVersion()
+		return seed.node.LeaderID() == leader.id && v > 0 && v == leader.node.RulesVersion()
+	})
+	if n := len(leader.node.servers()); n != 3 {
+		t.Fatalf("the cluster has %d servers after its seed came back without state, want 3", n)
+	}
+}
+
+// A seed whose fellow nodes do not answer (a new cluster's first start)
+// bootstraps.
+func TestSeedBootstrapsWhenNoOtherNodeBelongsToACluster(t *testing.T) {
+	c := &cluster{t: t, tune: func(_ *member, cfg *Config) { cfg.Seed = true }}
+	seed := c.addMember("n1")
+	c.start(seed, "127.0.0.1:0", []string{closedAddr(t)})
+	c.waitFor(seed.id+" to lead its new cluster", 10*time.Second, seed.node.IsLeader)
+}

@@ -137,7 +137,7 @@ func (n *Node) Open(ctx context.Context) error {
 			})
 		}
 		return nil
-	case len(n.cfg.Join) > 0:
+	case len(n.cfg.Join) > 0 && (!n.cfg.Seed || n.clusterExists(ctx)):
 		if err := n.joinCluster(ctx); err != nil {
 			return err
 		}
@@ -147,6 +147,25 @@ func (n *Node) Open(ctx context.Context) error {
 		return n.bootstrap(ctx)
 	}
 }
+
+// clusterExists asks each Join target whether it belongs to a cluster (it
+// knows members or has rules). Targets that do not answer count as no: at a
+// cluster's first start the others may not be up yet.
+func (n *Node) clusterExists(ctx context.Context) bool {
+	for _, target := range n.cfg.Join {
+		callCtx, cancel := context.WithTimeout(ctx, seedProbeTimeout)
+		st, err := n.leader.ClusterStatus(callCtx, target)
+		cancel()
+		if err == nil && (len(st.Nodes) > 0 || st.RulesVersion > 0) {
+			n.logger.Warn("seed without raft state, but the cluster exists: joining it rather than bootstrapping a second one", "via", target)
+			return true
+		}
+	}
+	return false
+}
+
+// seedProbeTimeout bounds the seed's question to each other node.
+const seedProbeTimeout = 2 * time.Second
 
 func (n *Node) bootstrap(ctx context.Context) error {
 	n.logger.Info("bootstrapping a new single-node cluster", "id", n.cfg.ID)

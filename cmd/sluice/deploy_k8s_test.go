@@ -385,14 +385,14 @@ func TestKubernetesScaling(t *testing.T) {
 	if len(seeds) < 2 {
 		t.Errorf("--join %q: a new pod must be able to join while sluice-0 is down", set["join"])
 	}
-	if got := joinTargets(set["join"], advertise(0)); len(got) != 0 {
-		t.Errorf("the first pod joins %v; it must bootstrap", got)
+	if got, seed := joinTargets(set["join"], advertise(0)); !seed || len(got) != len(seeds)-1 {
+		t.Errorf("the first pod joins %v (seed %v); it must be the seed, asking the other seeds before it bootstraps", got, seed)
 	}
-	if got := joinTargets(set["join"], advertise(1)); len(got) != len(seeds)-1 {
-		t.Errorf("the second pod joins %v; want every seed but itself", got)
+	if got, seed := joinTargets(set["join"], advertise(1)); seed || len(got) != len(seeds)-1 {
+		t.Errorf("the second pod joins %v (seed %v); want every seed but itself", got, seed)
 	}
-	if got := joinTargets(set["join"], advertise(hpa.MaxReplicas-1)); len(got) != len(seeds) {
-		t.Errorf("the last pod the HPA may add joins %v; want every seed %v", got, seeds)
+	if got, seed := joinTargets(set["join"], advertise(hpa.MaxReplicas-1)); seed || len(got) != len(seeds) {
+		t.Errorf("the last pod the HPA may add joins %v (seed %v); want every seed %v", got, seed, seeds)
 	}
 }
 

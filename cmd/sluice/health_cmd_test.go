@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 )
 
@@ -58,27 +59,26 @@ func TestLocalHTTPAddr(t *testing.T) {
 	}
 }
 
-// Every StatefulSet pod gets the first pods' addresses in --join; the first
-// pod (the seed) must see an empty list and bootstrap, the others every
-// address but their own.
+// Every StatefulSet pod gets the first pods' addresses in --join; each
+// joins through every address but its own, and the first pod is the seed
+// (it bootstraps unless another listed node already belongs to a cluster).
 func TestJoinTargetsSkipSelf(t *testing.T) {
 	const first = "sluice-0.sluice-raft.ns.svc.cluster.local:8000"
 	const second = "sluice-1.sluice-raft.ns.svc.cluster.local:8000"
-	if got := joinTargets(first, first); len(got) != 0 {
-		t.Errorf("first pod joins %v, want nothing", got)
-	}
-	if got := joinTargets("http://"+first+"/", first); len(got) != 0 {
-		t.Errorf("first pod (http:// form) joins %v, want nothing", got)
-	}
-	if got := joinTargets(first+","+second+",other:8000", first); len(got) != 0 {
-		t.Errorf("first pod, listed first of three, joins %v, want nothing", got)
-	}
-	got := joinTargets(first+", "+second+", other:8000", second)
-	if len(got) != 2 || got[0] != first || got[1] != "other:8000" {
-		t.Errorf("second pod joins %v, want [%s other:8000]", got, first)
-	}
-	got = joinTargets(second+","+first, first)
-	if len(got) != 1 || got[0] != second {
-		t.Errorf("a node listed after the seed joins %v, want [%s]", got, second)
+	for _, tc := range []struct {
+		join, self string
+		want       []string
+		seed       bool
+	}{
+		{first, first, nil, true},
+		{"http://" + first + "/", first, nil, true},
+		{first + "," + second + ",other:8000", first, []string{second, "other:8000"}, true},
+		{first + ", " + second + ", other:8000", second, []string{first, "other:8000"}, false},
+		{second + "," + first, first, []string{second}, false},
+	} {
+		got, seed := joinTargets(tc.join, tc.self)
+		if !slices.Equal(got, tc.want) || seed != tc.seed {
+			t.Errorf("joinTargets(%q, %q) = %v, seed %v; want %v, seed %v", tc.join, tc.self, got, seed, tc.want, tc.seed)
+		}
 	}
 }

@@ -61,7 +61,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.httpAdvertise, "http-advertise", "", "HTTP address other nodes use to reach this one [derived]")
 	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:7000", "raft listen address")
 	fs.StringVar(&f.raftAdvertise, "raft-advertise", "", "raft address other nodes use [raft-addr]")
-	fs.StringVar(&f.join, "join", "", "comma-separated HTTP addresses of existing members; this node's own --http-advertise is skipped, and as the first entry makes it the seed that bootstraps")
+	fs.StringVar(&f.join, "join", "", "comma-separated HTTP addresses of existing members; this node's own --http-advertise is skipped, and as the first entry makes it the seed that bootstraps (without raft state, only if no other listed node belongs to a cluster)")
 	fs.StringVar(&f.rulesFile, "rules", "", "rules applied when this node bootstraps a new cluster [testdata/rules.json when present]")
 	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token for the admin API and node-to-node calls")
 	fs.StringVar(&f.grpcAddr, "grpc-addr", "", "Envoy rate limit service (gRPC) listen address, e.g. :8081 [off]")
@@ -181,13 +181,15 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger) error {
 		return err
 	}
 	httpAdvertise := advertisedHTTP(f, httpLn.Addr())
+	join, seed := joinTargets(f.join, httpAdvertise)
 	cfg := node.Config{
 		ID:             f.nodeID,
 		DataDir:        f.dataDir,
 		RaftAddr:       f.raftAddr,
 		RaftAdvertise:  f.raftAdvertise,
 		HTTPAdvertise:  httpAdvertise,
-		Join:           joinTargets(f.join, httpAdvertise),
+		Join:           join,
+		Seed:           seed,
 		BootstrapRules: bootstrapRules,
 		AdminToken:     f.adminToken,
 		NodeTLS:        certs.node,
@@ -351,19 +353,18 @@ func advertisedHTTP(f serveFlags, ln net.Addr) string {
 // joinTargets is --join without this node's own address, so every member of
 // a StatefulSet can be given the same --join (the first pods' addresses,
 // any of which can let a new pod in). The first address is the seed: the
-// node it names joins no one, so a new one bootstraps the cluster (the
-// others join it); a restarted one rejoins from its raft state.
-func joinTargets(join, self string) []string {
-	var out []string
+// node it names bootstraps a new cluster when it has no raft state and no
+// other listed node belongs to a cluster yet (node.Config.Seed); a
+// restarted one rejoins from its raft state.
+func joinTargets(join, self string) (targets []string, seed bool) {
 	for i, target := range splitList(join) {
-		switch {
-		case strings.TrimRight(trimScheme(target), "/") != self:
-			out = append(out, target)
-		case i == 0:
-			return nil
+		if strings.TrimRight(trimScheme(target), "/") != self {
+			targets = append(targets, target)
+		} else if i == 0 {
+			seed = true
 		}
 	}
-	return out
+	return targets, seed
 }
 
 func trimScheme(target string) string {
