@@ -125,6 +125,8 @@ type SliceEntry struct {
 	// denied locally inside the denial window.
 	lastDenial atomic.Pointer[denial]
 	params     atomic.Pointer[BucketParams]
+	// index is the table's deadline index; nil for an entry outside a table.
+	index *deadlineIndex
 }
 
 // Current returns the slice in use, or nil.
@@ -206,6 +208,9 @@ func (e *SliceEntry) Install(s *Slice, now int64) {
 	e.deniedUntil.Store(0)
 	e.cur.Store(s)
 	e.gen.Add(1)
+	if e.index != nil {
+		e.index.add(e, s)
+	}
 }
 
 // Deny records a refill that got nothing (refill lock held): requests are
@@ -303,11 +308,14 @@ const sliceHeadroom = 1.5
 
 // SliceTable maps bucket keys to their SliceEntry.
 type SliceTable struct {
-	m *keyMap[*SliceEntry]
+	m     *keyMap[*SliceEntry]
+	index *deadlineIndex
 }
 
 // NewSliceTable returns an empty table.
-func NewSliceTable() *SliceTable { return &SliceTable{m: newKeyMap[*SliceEntry]()} }
+func NewSliceTable() *SliceTable {
+	return &SliceTable{m: newKeyMap[*SliceEntry](), index: newDeadlineIndex()}
+}
 
 // Entry returns key's entry, creating it with owned copies of rule and
 // display (which may alias a request buffer).
@@ -316,7 +324,7 @@ func (t *SliceTable) Entry(key []byte, rule, display string) *SliceEntry {
 		return e
 	}
 	e, _ := t.m.LoadOrStore(key, func() *SliceEntry {
-		return &SliceEntry{Rule: strings.Clone(rule), Key: strings.Clone(display)}
+		return &SliceEntry{Rule: strings.Clone(rule), Key: strings.Clone(display), index: t.index}
 	})
 	return e
 }
@@ -343,6 +351,42 @@ func (r *RenewAhead) picks(e *SliceEntry, s *Slice, now int64) bool {
 	}
 	left := s.Left()
 	return left > 0 && (s.Deadline < r.Before || left*4 < s.Granted)
+}
+
+// Due does what Expire does to slices, at a cost that follows how many
+// slices are due rather than how many keys are held: it visits only the
+// slices whose deadline passed since its last call or, with ahead, falls
+// before ahead.Before (from the deadline index, filled on install). Keys are
+// not forgotten and a slice's share left is not looked at before it nears
+// its deadline: Expire, run less often, does both.
+func (t *SliceTable) Due(now int64, ahead *RenewAhead, settle func(e *SliceEntry, s *Slice, unused int64)) (renew []*SliceEntry) {
+	var pending []expired
+	until := now + 1
+	if ahead != nil {
+		until = max(until, ahead.Before)
+	}
+	t.index.due(now, until, func(it indexed) bool {
+		e, s := it.e, it.s
+		if e.cur.Load() != s || s.left.Load() < 0 {
+			return false // replaced or closed: a newer slice has its own place
+		}
+		if now < s.Deadline {
+			if ahead.picks(e, s, now) {
+				renew = append(renew, e)
+			}
+			return true
+		}
+		if s.Left() > 0 {
+			if unused, ok := s.Close(); ok {
+				pending = append(pending, expired{e, s, unused})
+			}
+		}
+		return false
+	})
+	for _, p := range pending {
+		settle(p.entry, p.slice, p.unused)
+	}
+	return renew
 }
 
 // Expire closes every slice whose deadline has passed while it still held

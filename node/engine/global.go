@@ -59,7 +59,15 @@ type globalPath struct {
 	now    func() int64
 	// spentSettles holds a token per settleSpent call in flight.
 	spentSettles chan struct{}
+	// lastFullSweep is when expire last visited every key (sweeper only).
+	lastFullSweep int64
 }
+
+// fullSweepEvery is how often the sweeper visits every key rather than
+// only the slices due: idle keys are forgotten after idleSliceEntry, and a
+// roomy slice drained to a quarter still has most of a minute of its
+// demand left, so seconds of delay cost neither.
+const fullSweepEvery = 2 * time.Second
 
 func newGlobalPath(cfg GlobalConfig, now func() int64) *globalPath {
 	if cfg.Nodes == nil {
@@ -327,10 +335,12 @@ func (g *globalPath) give(key []byte, r *rules.CompiledRule, display string, cos
 	}
 }
 
-// expire hands the unused tokens of slices past their deadline back to Redis
-// and forgets idle keys; roomy slices of keys still in use that end within
-// two slice TTLs are renewed ahead, in pipelines (limit reads a rule's
-// current limit; nil for a rule that is gone). It returns the first Redis
+// expire hands the unused tokens of slices past their deadline back to Redis;
+// roomy slices of keys still in use that end within two slice TTLs are
+// renewed ahead, in pipelines (limit reads a rule's current limit; nil for a
+// rule that is gone). It visits only the slices due (SliceTable.Due), and
+// every fullSweepEvery all keys, forgetting idle ones and renewing those
+// with a quarter of their slice left (SliceTable.Expire). It returns the first Redis
 // error: grants whose settle failed expire in Redis and count as spent,
 // which is safe.
 func (g *globalPath) expire(ctx context.Context, idleFor time.Duration, limit func(rule string) *rules.Limit) error {
@@ -340,7 +350,13 @@ func (g *globalPath) expire(ctx context.Context, idleFor time.Duration, limit fu
 	if g.cfg.RoomyTTL > g.cfg.SliceTTL {
 		ahead = &buckets.RenewAhead{Before: now + 2*int64(g.cfg.SliceTTL), MinLife: int64(g.cfg.SliceTTL) + 1}
 	}
-	_, renew := g.slices.Expire(now, now-int64(idleFor), ahead, s.settle)
+	var renew []*buckets.SliceEntry
+	if now-g.lastFullSweep >= int64(fullSweepEvery) {
+		g.lastFullSweep = now
+		_, renew = g.slices.Expire(now, now-int64(idleFor), ahead, s.settle)
+	} else {
+		renew = g.slices.Due(now, ahead, s.settle)
+	}
 	err := s.wait()
 	if rerr := g.renewAll(ctx, renew, limit); err == nil {
 		err = rerr
