@@ -5,12 +5,13 @@ import (
 	"sync"
 )
 
-// deadlineIndex finds the slices whose deadline falls before a time without
-// visiting every key: a hashed timing wheel of installed slices by deadline,
-// so the sweeper's cost follows what is due, not how many keys are warm.
-// Slices are added on install (a refill, never a take) and dropped when
-// visited once due or replaced. A slot holds the deadlines of one window
-// from every turn of the wheel; a visit keeps those not yet due.
+// deadlineIndex finds the slices due a look before a time without visiting
+// every key: a hashed timing wheel of installed slices by the time to look
+// at them (their deadline, or sooner when they may run low first), so the
+// sweeper's cost follows what is due, not how many keys are warm. Slices
+// are added on install (a refill, never a take) and dropped once a visit
+// finds them over or replaced. A slot holds the times of one window from
+// every turn of the wheel; a visit keeps those not yet due.
 type deadlineIndex struct {
 	slots [indexSlots]indexSlot
 	// next is the first absolute slot the sweeper has not closed; only the
@@ -39,10 +40,12 @@ type indexSlot struct {
 	closed int64
 }
 
-// indexed is one installed slice; it is stale once its entry holds another.
+// indexed is one installed slice and when to look at it; it is stale once
+// its entry holds another.
 type indexed struct {
-	e *SliceEntry
-	s *Slice
+	e  *SliceEntry
+	s  *Slice
+	at int64
 }
 
 func newDeadlineIndex() *deadlineIndex {
@@ -53,27 +56,27 @@ func newDeadlineIndex() *deadlineIndex {
 	return x
 }
 
-// add registers s, just installed in e.
-func (x *deadlineIndex) add(e *SliceEntry, s *Slice) {
-	k := s.Deadline >> indexSlotShift
+// add files it under it.at.
+func (x *deadlineIndex) add(it indexed) {
+	k := it.at >> indexSlotShift
 	sl := &x.slots[k&(indexSlots-1)]
 	sl.mu.Lock()
 	if sl.closed < k {
-		sl.items = append(sl.items, indexed{e, s})
+		sl.items = append(sl.items, it)
 		sl.mu.Unlock()
 		return
 	}
 	sl.mu.Unlock()
 	x.lateMu.Lock()
-	x.late = append(x.late, indexed{e, s})
+	x.late = append(x.late, it)
 	x.lateMu.Unlock()
 }
 
-// due calls visit for every registered slice whose deadline is before
-// until and drops those visit does not keep; now (≤ until) closes the
-// slots whose windows it has passed. A sweeper that has not run for a
+// due calls visit for every slice to look at before until, and files each
+// again under the time visit returns (0: drop it); now (≤ until) closes
+// the slots whose windows it has passed. A sweeper that has not run for a
 // whole turn visits every slot once.
-func (x *deadlineIndex) due(now, until int64, visit func(it indexed) (keep bool)) {
+func (x *deadlineIndex) due(now, until int64, visit func(it indexed) (again int64)) {
 	nowSlot, last := now>>indexSlotShift, (until-1)>>indexSlotShift
 	first := max(x.next, last-indexSlots+1)
 	for k := first; k <= last; k++ {
@@ -87,9 +90,16 @@ func (x *deadlineIndex) due(now, until int64, visit func(it indexed) (keep bool)
 		sl.mu.Unlock()
 		kept := items[:0]
 		for _, it := range items {
-			if it.s.Deadline >= until || visit(it) {
-				kept = append(kept, it)
+			if it.at < until {
+				if it.at = visit(it); it.at == 0 {
+					continue
+				}
+				if it.at >= until {
+					x.add(it)
+					continue
+				}
 			}
+			kept = append(kept, it)
 		}
 		clear(items[len(kept):])
 		if len(kept) > 0 {
@@ -105,8 +115,11 @@ func (x *deadlineIndex) due(now, until int64, visit func(it indexed) (keep bool)
 	x.late = nil
 	x.lateMu.Unlock()
 	for _, it := range late {
-		if it.s.Deadline >= until || visit(it) {
-			x.add(it.e, it.s)
+		if it.at < until {
+			it.at = visit(it)
+		}
+		if it.at != 0 {
+			x.add(it)
 		}
 	}
 }

@@ -115,3 +115,30 @@ func TestDueRenewsAheadOnlyKeysInUseAndKeepsTheRest(t *testing.T) {
 		t.Fatalf("settled %v, want used and quiet, 8 each", settled)
 	}
 }
+
+func TestDueRenewsAheadAKeyDrainingItsSliceAtItsPace(t *testing.T) {
+	tab := NewSliceTable()
+	base := int64(1) << 40
+	e := tab.Entry([]byte("fast"), "r", "fast")
+	e.demand = 10 // tokens per second: a quarter of 100 is left 7.5 s after the grant
+	s := NewSlice(1, 100, base, base+300e9, 0, 0)
+	e.Install(s, base)
+	ahead := func(now int64) *RenewAhead { return &RenewAhead{Before: now + 2*250e6, MinLife: 250e6 + 1} }
+	// Slower than foreseen: at the foreseen time 10 of 100 are spent, so it
+	// is looked at again when a quarter would be left at the pace seen.
+	s.Take(10, at(base+1e9))
+	e.Touch(base + 1e9)
+	now := base + 8e9
+	if _, renew := dueKeys(tab, now, ahead(now)); len(renew) != 0 {
+		t.Fatal("renewed ahead a slice with 90 of 100 left")
+	}
+	s.Take(70, at(now+1e9))
+	e.Touch(now + 1e9)
+	// 65 tokens above a quarter at 10 per 8 s: about 52 s later.
+	if _, renew := dueKeys(tab, now+40e9, ahead(now+40e9)); len(renew) != 0 {
+		t.Fatal("looked at again before its re-estimated time")
+	}
+	if _, renew := dueKeys(tab, now+53e9, ahead(now+53e9)); len(renew) != 1 || renew[0] != e {
+		t.Fatalf("a slice down to 20 of 100 was not renewed ahead (%d picked)", len(renew))
+	}
+}

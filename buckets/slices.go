@@ -209,7 +209,7 @@ func (e *SliceEntry) Install(s *Slice, now int64) {
 	e.cur.Store(s)
 	e.gen.Add(1)
 	if e.index != nil {
-		e.index.add(e, s)
+		e.index.add(indexed{e, s, s.lowAt(s.IssuedAt, e.demand)})
 	}
 }
 
@@ -355,38 +355,58 @@ func (r *RenewAhead) picks(e *SliceEntry, s *Slice, now int64) bool {
 
 // Due does what Expire does to slices, at a cost that follows how many
 // slices are due rather than how many keys are held: it visits only the
-// slices whose deadline passed since its last call or, with ahead, falls
-// before ahead.Before (from the deadline index, filled on install). Keys are
-// not forgotten and a slice's share left is not looked at before it nears
-// its deadline: Expire, run less often, does both.
+// slices whose deadline passed since its last call, or, with ahead, whose
+// deadline falls before ahead.Before or which may be down to a quarter by
+// now at their key's pace (from the deadline index, filled on install). It
+// forgets no key: Expire, run less often, does that.
 func (t *SliceTable) Due(now int64, ahead *RenewAhead, settle func(e *SliceEntry, s *Slice, unused int64)) (renew []*SliceEntry) {
 	var pending []expired
 	until := now + 1
 	if ahead != nil {
 		until = max(until, ahead.Before)
 	}
-	t.index.due(now, until, func(it indexed) bool {
+	t.index.due(now, until, func(it indexed) int64 {
 		e, s := it.e, it.s
 		if e.cur.Load() != s || s.left.Load() < 0 {
-			return false // replaced or closed: a newer slice has its own place
+			return 0 // replaced or closed: a newer slice has its own place
 		}
-		if now < s.Deadline {
-			if ahead.picks(e, s, now) {
-				renew = append(renew, e)
+		if now >= s.Deadline {
+			if s.Left() > 0 {
+				if unused, ok := s.Close(); ok {
+					pending = append(pending, expired{e, s, unused})
+				}
 			}
-			return true
+			return 0
 		}
-		if s.Left() > 0 {
-			if unused, ok := s.Close(); ok {
-				pending = append(pending, expired{e, s, unused})
-			}
+		if ahead.picks(e, s, now) {
+			renew = append(renew, e)
+			return it.at // looked at again until the renewal replaces it
 		}
-		return false
+		if s.Deadline < until {
+			return it.at // near its end: a request may yet make it in use
+		}
+		return s.lowAt(now, 1e9*float64(s.Granted-s.Left())/float64(max(now-s.IssuedAt, 1)))
 	})
 	for _, p := range pending {
 		settle(p.entry, p.slice, p.unused)
 	}
 	return renew
+}
+
+// lowAt is when, from now, s will be down to a quarter left at rate tokens
+// per second, or its deadline if that comes first.
+func (s *Slice) lowAt(now int64, rate float64) int64 {
+	above := s.Left() - s.Granted/4
+	if above <= 0 {
+		return now
+	}
+	if !(rate > 0) {
+		return s.Deadline
+	}
+	if toLow := float64(above) * 1e9 / rate; toLow < float64(s.Deadline-now) {
+		return now + int64(toLow)
+	}
+	return s.Deadline
 }
 
 // Expire closes every slice whose deadline has passed while it still held
