@@ -79,6 +79,7 @@ func (x *deadlineIndex) add(it indexed) {
 func (x *deadlineIndex) due(now, until int64, visit func(it indexed) (again int64)) {
 	nowSlot, last := now>>indexSlotShift, (until-1)>>indexSlotShift
 	first := max(x.next, last-indexSlots+1)
+	var refile []indexed // filed again after the loop, not to be visited twice
 	for k := first; k <= last; k++ {
 		sl := &x.slots[k&(indexSlots-1)]
 		sl.mu.Lock()
@@ -91,11 +92,14 @@ func (x *deadlineIndex) due(now, until int64, visit func(it indexed) (again int6
 		kept := items[:0]
 		for _, it := range items {
 			if it.at < until {
-				if it.at = visit(it); it.at == 0 {
+				again := visit(it)
+				if again == 0 {
 					continue
 				}
-				if it.at >= until {
-					x.add(it)
+				// Never behind the sweeper: its slot would not come round
+				// again for a whole turn.
+				if it.at = max(again, now); it.at>>indexSlotShift != k {
+					refile = append(refile, it)
 					continue
 				}
 			}
@@ -109,6 +113,9 @@ func (x *deadlineIndex) due(now, until int64, visit func(it indexed) (again int6
 		}
 	}
 	x.next = max(x.next, nowSlot)
+	for _, it := range refile {
+		x.add(it)
+	}
 	// Late slices last: one kept goes back to a slot this call has visited.
 	x.lateMu.Lock()
 	late := x.late
@@ -116,7 +123,9 @@ func (x *deadlineIndex) due(now, until int64, visit func(it indexed) (again int6
 	x.lateMu.Unlock()
 	for _, it := range late {
 		if it.at < until {
-			it.at = visit(it)
+			if it.at = visit(it); it.at != 0 {
+				it.at = max(it.at, now)
+			}
 		}
 		if it.at != 0 {
 			x.add(it)

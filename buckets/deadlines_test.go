@@ -120,7 +120,7 @@ func TestDueRenewsAheadAKeyDrainingItsSliceAtItsPace(t *testing.T) {
 	tab := NewSliceTable()
 	base := int64(1) << 40
 	e := tab.Entry([]byte("fast"), "r", "fast")
-	e.demand = 10 // tokens per second: a quarter of 100 is left 7.5 s after the grant
+	e.demand = 10 // tokens per second: a quarter of 100 is left 7.5 s after the grant, looked at after 3.75
 	s := NewSlice(1, 100, base, base+300e9, 0, 0)
 	e.Install(s, base)
 	ahead := func(now int64) *RenewAhead { return &RenewAhead{Before: now + 2*250e6, MinLife: 250e6 + 1} }
@@ -134,11 +134,11 @@ func TestDueRenewsAheadAKeyDrainingItsSliceAtItsPace(t *testing.T) {
 	}
 	s.Take(70, at(now+1e9))
 	e.Touch(now + 1e9)
-	// 65 tokens above a quarter at 10 per 8 s: about 52 s later.
-	if _, renew := dueKeys(tab, now+40e9, ahead(now+40e9)); len(renew) != 0 {
+	// 65 tokens above a quarter at 10 per 8 s: 52 s later, looked at after 26.
+	if _, renew := dueKeys(tab, now+20e9, ahead(now+20e9)); len(renew) != 0 {
 		t.Fatal("looked at again before its re-estimated time")
 	}
-	if _, renew := dueKeys(tab, now+53e9, ahead(now+53e9)); len(renew) != 1 || renew[0] != e {
+	if _, renew := dueKeys(tab, now+27e9, ahead(now+27e9)); len(renew) != 1 || renew[0] != e {
 		t.Fatalf("a slice down to 20 of 100 was not renewed ahead (%d picked)", len(renew))
 	}
 }

@@ -393,8 +393,10 @@ func (t *SliceTable) Due(now int64, ahead *RenewAhead, settle func(e *SliceEntry
 	return renew
 }
 
-// lowAt is when, from now, s will be down to a quarter left at rate tokens
-// per second, or its deadline if that comes first.
+// lowAt is when, from now, to look at s again for a quarter left: halfway
+// to when it would be at rate tokens per second, so a key that speeds up
+// to twice that pace is still caught in time, and at its deadline at the
+// latest. Each look halves the wait, so a slice costs a few looks.
 func (s *Slice) lowAt(now int64, rate float64) int64 {
 	above := s.Left() - s.Granted/4
 	if above <= 0 {
@@ -403,8 +405,8 @@ func (s *Slice) lowAt(now int64, rate float64) int64 {
 	if !(rate > 0) {
 		return s.Deadline
 	}
-	if toLow := float64(above) * 1e9 / rate; toLow < float64(s.Deadline-now) {
-		return now + int64(toLow)
+	if half := float64(above) * 1e9 / rate / 2; half < float64(s.Deadline-now) {
+		return now + int64(half)
 	}
 	return s.Deadline
 }
