@@ -64,9 +64,9 @@ type globalPath struct {
 }
 
 // fullSweepEvery is how often the sweeper visits every key rather than
-// only the slices due: idle keys are forgotten after idleSliceEntry, and a
-// roomy slice drained to a quarter still has most of a minute of its
-// demand left, so seconds of delay cost neither.
+// only the slices due: idle keys are forgotten after idleSliceEntry, so
+// seconds of delay cost nothing there, and a slice drained faster than its
+// looks foresaw is still caught.
 const fullSweepEvery = 2 * time.Second
 
 func newGlobalPath(cfg GlobalConfig, now func() int64) *globalPath {
@@ -339,8 +339,7 @@ func (g *globalPath) give(key []byte, r *rules.CompiledRule, display string, cos
 // roomy slices of keys still in use that end within two slice TTLs are
 // renewed ahead, in pipelines (limit reads a rule's current limit; nil for a
 // rule that is gone). It visits only the slices due (SliceTable.Due), and
-// every fullSweepEvery all keys, forgetting idle ones and renewing those
-// with a quarter of their slice left (SliceTable.Expire). It returns the first Redis
+// every fullSweepEvery all keys, forgetting idle ones (SliceTable.Expire). It returns the first Redis
 // error: grants whose settle failed expire in Redis and count as spent,
 // which is safe.
 func (g *globalPath) expire(ctx context.Context, idleFor time.Duration, limit func(rule string) *rules.Limit) error {
