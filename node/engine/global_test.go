@@ -65,7 +65,7 @@ func TestGlobalSliceHitsMakeNoRedisCall(t *testing.T) {
 // concurrentMisses releases n requests on one key at once while the first
 // Redis acquire is held until all the others wait for it, and returns the
 // acquires they made (the sweeper's settles of expired slices do not count).
-func concurrentMisses(t *testing.T, e *globalEngine, n int, kv ...string) int64 {
+func concurrentMisses(t *testing.T, e *globalEngine, n int, kv ...string) (calls int64, firstLate bool) {
 	t.Helper()
 	entry := e.entry(kv...)
 	hold := func() {
@@ -80,17 +80,30 @@ func concurrentMisses(t *testing.T, e *globalEngine, n int, kv ...string) int64 
 	}
 	first := true
 	var once sync.Mutex
+	var sent atomic.Int64 // when the first call was about to go out
 	before := func() {
 		once.Lock()
 		f := first
 		first = false
 		once.Unlock()
 		if f {
+			sent.Store(e.now())
 			hold()
 		}
 	}
+	// The hold delays the first answer: on a loaded machine it may come
+	// back near or after its slice's deadline, and a late grant is asked
+	// for again by design (a 20 ms margin covers the time from the slice's
+	// send time to the hook).
+	after := func() {
+		if at := sent.Swap(0); at != 0 && e.now()-at > int64(e.global.cfg.SliceTTL-20*time.Millisecond) {
+			firstLate = true
+		}
+	}
 	e.calls.before.Store(&before)
+	e.calls.after.Store(&after)
 	defer e.calls.before.Store(nil)
+	defer e.calls.after.Store(nil)
 
 	start := e.calls.acquires.Load()
 	var wg sync.WaitGroup
@@ -110,16 +123,14 @@ func concurrentMisses(t *testing.T, e *globalEngine, n int, kv ...string) int64 
 			t.Fatalf("concurrent miss denied: %+v", d)
 		}
 	}
-	return e.calls.acquires.Load() - start
+	return e.calls.acquires.Load() - start, firstLate
 }
 
 func TestGlobalConcurrentMissesShareOneRedisCall(t *testing.T) {
 	srv := redistest.StartServer(t)
 	rdb := dialRedis(t, time.Second, srv.Addr())
 	// Roomy slices off: the test waits for the warm key's slice to expire.
-	// The slice outlives any round trip of a loaded machine: an answer later
-	// than that is asked for again, a second call by design.
-	e := newGlobalEngine(t, rdb, globalOpts{nodes: 1, sliceTTL: time.Second, redisTimeout: 10 * time.Second, roomyTTL: -1}, oneKeyRule)
+	e := newGlobalEngine(t, rdb, globalOpts{nodes: 1, sliceTTL: 300 * time.Millisecond, redisTimeout: 10 * time.Second, roomyTTL: -1}, oneKeyRule)
 	const n = 16
 
 	// A key seen before: its demand sizes the refill, which covers everyone.
@@ -127,14 +138,14 @@ func TestGlobalConcurrentMissesShareOneRedisCall(t *testing.T) {
 	decide(t, e.Engine, 1, "k", "warm")
 	s := e.entry("k", "warm").Current()
 	waitFor(t, 10*time.Second, "the warm key's slice to expire", func() bool { return e.now() >= s.Deadline })
-	if calls := concurrentMisses(t, e, n, "k", "warm"); calls != 1 {
-		t.Fatalf("%d concurrent misses on a known key made %d Redis calls, want 1", n, calls)
+	if calls, late := concurrentMisses(t, e, n, "k", "warm"); calls != 1 && !(late && calls == 2) {
+		t.Fatalf("%d concurrent misses on a known key made %d Redis calls (first answer late: %v), want 1 (2 if late)", n, calls, late)
 	}
 
 	// A new key: the first call asks for itself and whoever queued before
 	// it went out; the second for everyone still waiting.
-	if calls := concurrentMisses(t, e, n, "k", "cold"); calls > 2 {
-		t.Fatalf("%d concurrent misses on a new key made %d Redis calls, want at most 2", n, calls)
+	if calls, late := concurrentMisses(t, e, n, "k", "cold"); calls > 2 && !(late && calls == 3) {
+		t.Fatalf("%d concurrent misses on a new key made %d Redis calls (first answer late: %v), want at most 2 (3 if late)", n, calls, late)
 	}
 }
 
