@@ -141,17 +141,27 @@ func (h adminHandlers) leases(c *gin.Context) {
 	c.JSON(http.StatusOK, l)
 }
 
+// decodeFromNode decodes a node-to-node call's body strictly into r, which
+// must name its sender (*nodeID, r's node_id field); otherwise it answers
+// the error and reports false.
+func decodeFromNode(c *gin.Context, r any, nodeID *string) bool {
+	if err := decodeStrict(c.Request.Body, r); err != nil {
+		writeError(c, err)
+		return false
+	}
+	if *nodeID == "" {
+		writeError(c, &check.FieldError{Field: "node_id", Msg: "is required"})
+		return false
+	}
+	return true
+}
+
 // demandHandler receives a node's demand report (node-to-node, behind the
 // same token as the admin API).
 func demandHandler(d admin.DemandReceiver) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var r admin.DemandReport
-		if err := decodeStrict(c.Request.Body, &r); err != nil {
-			writeError(c, err)
-			return
-		}
-		if r.NodeID == "" {
-			writeError(c, &check.FieldError{Field: "node_id", Msg: "is required"})
+		if !decodeFromNode(c, &r, &r.NodeID) {
 			return
 		}
 		for rule, rate := range r.Rates {
@@ -173,12 +183,7 @@ func demandHandler(d admin.DemandReceiver) gin.HandlerFunc {
 func handOverHandler(h admin.HandOverReceiver) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var r admin.HandOverRequest
-		if err := decodeStrict(c.Request.Body, &r); err != nil {
-			writeError(c, err)
-			return
-		}
-		if r.NodeID == "" {
-			writeError(c, &check.FieldError{Field: "node_id", Msg: "is required"})
+		if !decodeFromNode(c, &r, &r.NodeID) {
 			return
 		}
 		if err := h.HandOver(c.Request.Context(), r.NodeID); err != nil {
