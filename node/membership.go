@@ -135,12 +135,17 @@ func (n *Node) admit(req admin.JoinRequest) error {
 // that lost its disk is often part of the event that made the leader, and a
 // wrong guess would leave a voting core that can never commit again. So
 // every other voter must have been heard from lately, by heartbeats and by
-// its own demand reports.
+// its own demand reports, and must answer a probe now.
 func (n *Node) demoteEmptied(id string) {
 	now := time.Now()
 	for _, s := range n.servers() {
 		other := string(s.ID)
-		if s.Suffrage == raft.Voter && other != id && other != n.cfg.ID && !n.heardFrom(other, now) {
+		if s.Suffrage != raft.Voter || other == id || other == n.cfg.ID {
+			continue
+		}
+		// Reports lag a death by a few periods; the probe asks the voter
+		// now, through the raft transport.
+		if !n.heardFrom(other, now) || transport.Probe(n.trans, raft.ServerID(n.cfg.ID), s.ID, s.Address, probeTimeout) != nil {
 			n.logger.Warn("voter rejoined without its raft state; left a voter, since another voter is not heard from", "id", id, "unheard", other)
 			return
 		}
