@@ -142,13 +142,25 @@ func TestGlobalSweepSettlesInFewRoundTrips(t *testing.T) {
 	const doc = `{"rules": [{"name": "sweep", "key": ["k"], "limit": {"rate": 1000, "per": "1s"}}]}`
 	e := newGlobalEngine(t, dialRedis(t, time.Second, srv.Addr()),
 		globalOpts{nodes: 1, sliceTTL: 2 * time.Second, redisTimeout: time.Second, roomyTTL: -1}, doc)
-	const keys = 600
-	for i := range keys {
-		// The first slice of a new key is its one token; the second, sized by
-		// the demand just seen, keeps tokens left to hand back.
-		decide(t, e.Engine, 1, "k", "key-"+strconv.Itoa(i))
-		decide(t, e.Engine, 1, "k", "key-"+strconv.Itoa(i))
+	const keys, workers = 600, 8
+	// Eight at a time, so that the slices expire close together (in about
+	// one sweep) even when a loaded machine makes each refill slow.
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < keys; i += workers {
+				// The first slice of a new key is its one token; the second,
+				// sized by the demand just seen, keeps tokens left to hand back.
+				for range 2 {
+					if _, err := e.Decide(context.Background(), check.Request{Attributes: attrs("k", "key-"+strconv.Itoa(i)), Cost: 1}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		})
 	}
+	wg.Wait()
 	open := 0
 	for i := range keys {
 		if s := e.entry("k", "key-"+strconv.Itoa(i)).Current(); s != nil && s.Left() > 0 {
