@@ -2,11 +2,13 @@ package hitters
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"sync/atomic"
 	"testing"
 )
 
-// benchKeys are 4096 client addresses, a realistic key shape.
+// benchKeys are 4096 client addresses, a realistic key shape; a power of
+// two, so that picking one costs a mask, not a division.
 func benchKeys() []string {
 	keys := make([]string, 4096)
 	for i := range keys {
@@ -38,7 +40,28 @@ func BenchmarkRecordSpread(b *testing.B) {
 	for b.Loop() {
 		now += 100
 		i++
-		r.Record(keys[i%len(keys)], 1, i%8 == 0, now)
+		r.Record(keys[i&(len(keys)-1)], 1, i%8 == 0, now)
+	}
+}
+
+// BenchmarkRecordZipf records Zipf-distributed keys (s = 1.2 over 100,000
+// keys): a few heavy keys that stay counted and a long tail of keys the
+// summary does not count, the shape of ordinary traffic.
+func BenchmarkRecordZipf(b *testing.B) {
+	var r Rule
+	rng := rand.New(rand.NewPCG(1, 2))
+	zipf := rand.NewZipf(rng, 1.2, 1, 100_000-1)
+	keys := make([]string, 1<<16)
+	for i := range keys {
+		rank := zipf.Uint64()
+		keys[i] = fmt.Sprintf("198.%d.%d.%d", rank>>16, rank>>8&0xff, rank&0xff)
+	}
+	b.ReportAllocs()
+	now, i := int64(0), 0
+	for b.Loop() {
+		now += 100
+		i++
+		r.Record(keys[i&(len(keys)-1)], 1, i%8 == 0, now)
 	}
 }
 
@@ -55,7 +78,7 @@ func BenchmarkRecordParallel(b *testing.B) {
 		for pb.Next() {
 			i++
 			now += 100
-			r.Record(keys[i%16], 1, true, now) // a few heavy keys, as in an attack
+			r.Record(keys[i&15], 1, true, now) // a few heavy keys, as in an attack
 		}
 	})
 }

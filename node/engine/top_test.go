@@ -89,6 +89,22 @@ func TestEngineTopFollowsRuleChanges(t *testing.T) {
 // without heavy hitters, in one run: the difference is what recording adds
 // (three applicable rules, so three Records per decision).
 func BenchmarkEngineDecideHitters(b *testing.B) {
+	benchDecideHitters(b, `{"rules": [
+		{"name": "ping", "match": {"route": "/ping"}, "key": ["ip"], "limit": {"rate": 5, "per": "1s", "burst": 10}},
+		{"name": "per-ip", "match": {"route": "/api/*"}, "key": ["ip"], "limit": {"rate": 1000000000, "per": "1s"}},
+		{"name": "route", "key": ["route"], "limit": {"rate": 1000000000, "per": "1s"}},
+		{"name": "tenant", "key": ["tenant"], "limit": {"rate": 1000000000, "per": "1s"}, "shadow": true}]}`)
+}
+
+// BenchmarkEngineDecideHitters1Rule is the same with one applicable rule
+// keyed on the client address: one Record per decision, so the difference
+// is the cost of recording one decision.
+func BenchmarkEngineDecideHitters1Rule(b *testing.B) {
+	benchDecideHitters(b, `{"rules": [
+		{"name": "per-ip", "match": {"route": "/api/*"}, "key": ["ip"], "limit": {"rate": 1000000000, "per": "1s"}}]}`)
+}
+
+func benchDecideHitters(b *testing.B, rules string) {
 	for _, bc := range []struct {
 		name string
 		opts []Option
@@ -99,11 +115,7 @@ func BenchmarkEngineDecideHitters(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			e := New(bc.opts...)
-			e.SetRules(1, mustRules(b, `{"rules": [
-				{"name": "ping", "match": {"route": "/ping"}, "key": ["ip"], "limit": {"rate": 5, "per": "1s", "burst": 10}},
-				{"name": "per-ip", "match": {"route": "/api/*"}, "key": ["ip"], "limit": {"rate": 1000000000, "per": "1s"}},
-				{"name": "route", "key": ["route"], "limit": {"rate": 1000000000, "per": "1s"}},
-				{"name": "tenant", "key": ["tenant"], "limit": {"rate": 1000000000, "per": "1s"}, "shadow": true}]}`))
+			e.SetRules(1, mustRules(b, rules))
 			reqs := make([]check.Request, bc.keys)
 			for i := range reqs {
 				reqs[i] = check.Request{Attributes: attrs("ip", fmt.Sprintf("198.51.%d.%d", i/256, i%256),
