@@ -19,6 +19,55 @@
 // sketch with a top-k heap gives the same guarantee with more memory per
 // unit of error and several hashes per update.
 //
+// # Why a filter in front of the counters
+//
+// Taking over a counter (unindex the old key, copy the new one, sift the
+// heap) costs about three increments, and a flood of distinct keys would
+// pay it on every record. Filtered Space-Saving (Homem and Carvalho 2010)
+// puts filterCells cells, picked by the key's hash, in front of the
+// counters. With μ the smallest count (the floor), recording cost c for
+// key x goes:
+//
+//   - x counted: its count grows by c, as before;
+//   - counters not all in use: x takes a free one (every cell is 0 then);
+//   - cell(x) + c ≤ μ: cell(x) grows by c, and nothing else changes;
+//   - otherwise x takes over the smallest counter, held by y: x's count is
+//     cell(x) + c and its error cell(x); y's cell is raised to
+//     max(cell(y), μ). x's cell is left as it is: other keys share it.
+//
+// The guarantee is Space-Saving's, by induction over records, with true(k)
+// the cost key k has had so far:
+//
+//  1. Every cell is at most μ. μ never falls: counts only grow, and a
+//     takeover replaces the count μ by cell(x) + c > μ. A cell grows only
+//     by an add that leaves it at most μ, or by a raise to μ.
+//  2. A key k not counted has true(k) ≤ cell(k) ≤ μ. Recording k adds to
+//     its cell too; cells never fall; a key losing its counter had at most
+//     its count, μ, which its raised cell now covers; keys sharing a cell
+//     share a bound that covers each of them.
+//  3. A counted key k has count − error ≤ true(k) ≤ count, and error ≤ μ.
+//     On takeover, true(x) ≤ cell(x) + c = count by 2, count − error = c ≤
+//     true(x), and error = cell(x) ≤ μ by 1; increments keep all three.
+//  4. The counts sum to at most total: a filtered add leaves them alone,
+//     and a takeover changes one from μ to cell(x) + c ≤ μ + c. So
+//     Capacity·μ ≤ total.
+//
+// Hence every key above total/Capacity is counted, and every error and
+// the floor are within total/Capacity: the bounds Merge relies on, with
+// the floor standing in for the keys a summary does not list. The filter
+// costs tightness, not the bound: counts may sum to less than total, and
+// the keys of a cell share its error. In exchange, a flood of distinct
+// keys takes over a counter on about Capacity/(Capacity + filterCells) of
+// its records (11% with 512 cells instead of all of them), skewed traffic
+// on far fewer.
+//
+// A cell holds 32 bits. Once μ exceeds that (over 2^32·Capacity of cost on
+// one side in one second), the summary is plain Space-Saving for the rest
+// of its second: a key not counted takes over the smallest counter with
+// error μ, sound because every key not counted has at most μ (2), and the
+// cells are no longer read. μ never falls, so they never are again before
+// the reset that empties them.
+//
 // No maintained Go heavy-hitters library was available to the project (see
 // docs/PERFORMANCE.md); this one is small, allocation-free on the hot path
 // and keeps keys inline, which a general-purpose library would not.
@@ -36,9 +85,10 @@
 //
 // # Memory
 //
-// A counter keeps its key inline (up to KeyBytes; a longer key is cut at a
-// character boundary and shown with "…", and keys sharing that prefix count
-// together), so recording never allocates and memory is fixed: about
-// 6.4 KB per summary, 786 KB per rule that has seen traffic
-// (TestMemoryPerRule measures it), whatever the number of distinct keys.
+// A counter keeps its key inline (up to KeyBytes, 62; a longer key is cut
+// at a character boundary and shown with "…", and keys sharing that prefix
+// count together), so recording never allocates and memory is fixed: about
+// 8 KB per summary (64 counters of 80 bytes and their 8-byte counts, 512
+// cells of 4 bytes), 974 KB per rule that has seen traffic (TestMemoryPerRule
+// measures it), whatever the number of distinct keys.
 package hitters

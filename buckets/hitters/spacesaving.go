@@ -1,19 +1,34 @@
 package hitters
 
-import "unicode/utf8"
+import (
+	"math"
+	"unicode/utf8"
+)
 
 // Capacity is the number of counters one side of one second keeps: a key
 // whose cost exceeds 1/Capacity of a window's total is always listed, and
 // every count is within total/Capacity of the truth.
 const Capacity = 64
 
-// KeyBytes is the longest key a counter keeps whole; 70 makes a counter
-// 88 bytes.
-const KeyBytes = 70
+// KeyBytes is the longest key a counter keeps whole; 62 makes a counter
+// 80 bytes, which leaves room for the filter cells under 1 MB per rule.
+const KeyBytes = 62
 
 // indexSlots sizes the open-addressing index at twice Capacity, so that
 // probes stay short; a power of two, so a hash picks a slot with a mask.
 const indexSlots = 2 * Capacity
+
+// filterCells is the number of filter cells in front of the counters
+// (doc.go): with Capacity counters and m cells, a flood of distinct keys
+// takes over a counter on about Capacity/(Capacity+m) of its records, and
+// 512 cells of 4 bytes keep a rule under 1 MB (docs/PERFORMANCE.md). A
+// hash picks a cell by its top cellBits bits; the index uses its low
+// bits, so the two are independent.
+const (
+	cellBits    = 9
+	filterCells = 1 << cellBits
+	cellShift   = 64 - cellBits
+)
 
 // cutMark ends a key cut to KeyBytes.
 const cutMark = "…"
@@ -44,11 +59,11 @@ func (c *counter) displayKey() string {
 	return string(c.key[:c.keyLen])
 }
 
-// spaceSaving is one fixed-size Space-Saving summary. Counters sit in a
-// min-heap on count, so the smallest is the one a new key takes over, and
-// in a linear-probing index by key hash. The heap holds the counts
-// themselves, next to each other, so sifting compares without chasing
-// counters. It is not safe for concurrent use.
+// spaceSaving is one fixed-size Filtered Space-Saving summary (doc.go).
+// Counters sit in a min-heap on count, so the smallest is the one a new
+// key takes over, and in a linear-probing index by key hash. The heap
+// holds the counts themselves, next to each other, so sifting compares
+// without chasing counters. It is not safe for concurrent use.
 type spaceSaving struct {
 	total    int64 // exact cost added since reset
 	used     int   // counters in use
@@ -57,12 +72,17 @@ type spaceSaving struct {
 	heap     [Capacity]uint8   // heap position → counter index
 	at       [Capacity]uint8   // counter index → its position in heap
 	index    [indexSlots]uint8 // counter index + 1 by hash; 0 is free
+	// cells bound the cost of the keys not counted, by hash: each is at
+	// least the cost of every uncounted key hashed to it, and at most the
+	// smallest count.
+	cells [filterCells]uint32
 }
 
 // reset empties s; counters are overwritten as keys arrive.
 func (s *spaceSaving) reset() {
 	s.total, s.used = 0, 0
 	s.index = [indexSlots]uint8{}
+	s.cells = [filterCells]uint32{}
 }
 
 // floor is the most cost a key s does not count can have had.
@@ -97,11 +117,33 @@ func (s *spaceSaving) add(key string, cut bool, hash uint64, cost int64) {
 		s.insert(hash, i)
 		return
 	}
+	floor := s.counts[0]
+	if floor > math.MaxUint32 {
+		// The cells cannot hold the floor: plain Space-Saving, whose
+		// bound (every uncounted key at most the floor) holds regardless.
+		s.takeOver(key, cut, hash, floor, cost)
+		return
+	}
+	cell := &s.cells[hash>>cellShift]
+	if cost <= floor-int64(*cell) {
+		*cell += uint32(cost) // stays at most the floor: no counter changes
+		return
+	}
+	// The replaced key's cost was at most the floor; its cell now says so.
+	replaced := &s.cells[s.counters[s.heap[0]].hash>>cellShift]
+	inherited := int64(*cell) // before the raise: x and y may share a cell
+	*replaced = max(*replaced, uint32(floor))
+	s.takeOver(key, cut, hash, inherited, cost)
+}
+
+// takeOver gives the smallest counter to key, which may already have had
+// up to err of cost before this one.
+func (s *spaceSaving) takeOver(key string, cut bool, hash uint64, err, cost int64) {
 	i := int(s.heap[0])
 	c := &s.counters[i]
 	s.remove(c.hash, i)
-	c.set(key, cut, hash, s.counts[0])
-	s.counts[0] += cost
+	c.set(key, cut, hash, err)
+	s.counts[0] = err + cost
 	s.down(0)
 	s.insert(hash, i)
 }

@@ -1,0 +1,295 @@
+package hitters
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// truth is the exact cost per key fed to one spaceSaving.
+type truth struct {
+	total int64
+	cost  map[string]int64
+}
+
+// feed adds cost for key to s and to the truth (keys here are never cut).
+func (x *truth) feed(s *spaceSaving, key string, cost int64) {
+	if x.cost == nil {
+		x.cost = make(map[string]int64)
+	}
+	x.total += cost
+	x.cost[key] += cost
+	s.add(key, false, hashOf(key), cost)
+}
+
+// checkFiltered asserts the invariants doc.go proves, against the truth:
+// every counted key's true cost in [count-err, count] with err within the
+// floor; the counts summing to at most total; the floor within
+// total/Capacity; while the filter is in use, every cell within the floor
+// and above the cost of every uncounted key hashed to it; every uncounted
+// key within the floor, so every key above total/Capacity counted.
+func checkFiltered(t *testing.T, step int, s *spaceSaving, x *truth) {
+	t.Helper()
+	if s.total != x.total {
+		t.Fatalf("record %d: total %d, want %d", step, s.total, x.total)
+	}
+	floor := s.floor()
+	if floor*Capacity > x.total {
+		t.Fatalf("record %d: floor %d above total/Capacity = %d/%d", step, floor, x.total, Capacity)
+	}
+	counted := make(map[string]bool, s.used)
+	sum := int64(0)
+	for i := range s.used {
+		c := &s.counters[i]
+		key, count := string(c.key[:c.keyLen]), s.count(i)
+		counted[key] = true
+		sum += count
+		if got := x.cost[key]; got > count || got < count-c.err {
+			t.Fatalf("record %d: counted key %s has %d, outside [%d, %d]", step, key, got, count-c.err, count)
+		}
+		if c.err > floor {
+			t.Fatalf("record %d: key %s error %d above the floor %d", step, key, c.err, floor)
+		}
+	}
+	if sum > x.total {
+		t.Fatalf("record %d: counts sum to %d, above the total %d", step, sum, x.total)
+	}
+	filtering := s.used == Capacity && floor <= math.MaxUint32
+	for i, cell := range s.cells {
+		if filtering && int64(cell) > floor || s.used < Capacity && cell != 0 {
+			t.Fatalf("record %d: cell %d holds %d, above the floor %d (counters in use: %d)", step, i, cell, floor, s.used)
+		}
+	}
+	for key, cost := range x.cost {
+		if counted[key] {
+			continue
+		}
+		if cost > floor || cost*Capacity > x.total {
+			t.Fatalf("record %d: uncounted key %s has %d; floor %d, total %d", step, key, cost, floor, x.total)
+		}
+		if cell := s.cells[hashOf(key)>>cellShift]; filtering && cost > int64(cell) {
+			t.Fatalf("record %d: uncounted key %s has %d, above its cell %d", step, key, cost, cell)
+		}
+	}
+}
+
+// filterAbsorbed fails unless some records went into cells instead of
+// counters, so that a test exercises the filter.
+func filterAbsorbed(t *testing.T, s *spaceSaving, x *truth) {
+	t.Helper()
+	sum := int64(0)
+	for i := range s.used {
+		sum += s.count(i)
+	}
+	if s.used < Capacity || sum == x.total {
+		t.Fatalf("the counters hold all %d of the cost (%d in use): the filter took nothing", x.total, s.used)
+	}
+}
+
+func TestFilterFloodOfDistinctKeys(t *testing.T) {
+	var s spaceSaving
+	var x truth
+	for i := range 40000 {
+		x.feed(&s, fmt.Sprintf("flood-%d", i), 1)
+		if i%500 == 0 {
+			checkFiltered(t, i, &s, &x)
+		}
+	}
+	checkFiltered(t, 40000, &s, &x)
+	filterAbsorbed(t, &s, &x)
+	// The next second starts from empty cells, not the last one's.
+	s.reset()
+	x = truth{}
+	for i := range 20000 {
+		x.feed(&s, fmt.Sprintf("next-%d", i%3000), 1)
+		if i%500 == 0 {
+			checkFiltered(t, i, &s, &x)
+		}
+	}
+	checkFiltered(t, 20000, &s, &x)
+}
+
+// TestFilterFloodHidingHeavyKeys: three keys with 4% of the cost each
+// inside a flood of distinct keys must be counted, with their bounds.
+func TestFilterFloodHidingHeavyKeys(t *testing.T) {
+	var s spaceSaving
+	var x truth
+	for i := range 50000 {
+		key := fmt.Sprintf("flood-%d", i)
+		if i%25 < 3 {
+			key = fmt.Sprintf("heavy-%d", i%25)
+		}
+		x.feed(&s, key, 1)
+		if i%500 == 0 {
+			checkFiltered(t, i, &s, &x)
+		}
+	}
+	checkFiltered(t, 50000, &s, &x)
+	filterAbsorbed(t, &s, &x)
+	for _, key := range []string{"heavy-0", "heavy-1", "heavy-2"} {
+		if !s.indexes(key) {
+			t.Errorf("%s (%d of %d) is not counted", key, x.cost[key], x.total)
+		}
+	}
+}
+
+func TestFilterZipfTraffic(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	zipf := rand.NewZipf(rng, 1.2, 1, 100_000-1)
+	var s spaceSaving
+	var x truth
+	for i := range 60000 {
+		x.feed(&s, fmt.Sprint("zipf-", zipf.Uint64()), int64(1+rng.IntN(3)))
+		if i%1000 == 0 {
+			checkFiltered(t, i, &s, &x)
+		}
+	}
+	checkFiltered(t, 60000, &s, &x)
+	filterAbsorbed(t, &s, &x)
+}
+
+// TestFilterKeysSharingCells draws 300 keys from four cells only, so that
+// every cell's bound is shared by some 75 keys, some of them counted and
+// replaced over and over, with heavy-tailed weighted costs.
+func TestFilterKeysSharingCells(t *testing.T) {
+	cells := map[uint64]bool{}
+	var keys []string
+	for i := 0; len(keys) < 300; i++ {
+		key := fmt.Sprint("shared-", i)
+		cell := hashOf(key) >> cellShift
+		if len(cells) < 4 {
+			cells[cell] = true
+		}
+		if cells[cell] {
+			keys = append(keys, key)
+		}
+	}
+	rng := rand.New(rand.NewPCG(13, 14))
+	var s spaceSaving
+	var x truth
+	for i := range 30000 {
+		key := keys[rng.IntN(len(keys))]
+		if rng.IntN(4) == 0 {
+			key = keys[rng.IntN(8)] // a few heavier keys
+		}
+		x.feed(&s, key, int64(1)<<rng.IntN(8))
+		if i%100 == 0 {
+			checkFiltered(t, i, &s, &x)
+		}
+	}
+	checkFiltered(t, 30000, &s, &x)
+	filterAbsorbed(t, &s, &x)
+}
+
+func TestFilterWeightedCosts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	var s spaceSaving
+	var x truth
+	for i := range 40000 {
+		cost := int64(1 + rng.IntN(3))
+		if rng.IntN(50) == 0 {
+			cost = int64(100 + rng.IntN(5000)) // rare expensive calls
+		}
+		x.feed(&s, fmt.Sprint("w-", rng.IntN(3000)), cost)
+		if i%250 == 0 {
+			checkFiltered(t, i, &s, &x)
+		}
+	}
+	checkFiltered(t, 40000, &s, &x)
+	filterAbsorbed(t, &s, &x)
+}
+
+// TestFilterFallsBackWhenCellsOverflow: small costs first, so that cells
+// fill, then costs near 2^31, so that the floor outgrows what a cell
+// holds and the summary turns to plain Space-Saving with stale cells.
+func TestFilterFallsBackWhenCellsOverflow(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 18))
+	var s spaceSaving
+	var x truth
+	filtered := false
+	for i := range 20000 {
+		cost := int64(1 + rng.IntN(4))
+		if i >= 5000 {
+			cost = 1<<30 + rng.Int64N(1<<31)
+		}
+		x.feed(&s, fmt.Sprint("big-", rng.IntN(400)), cost)
+		if i == 4999 {
+			filterAbsorbed(t, &s, &x)
+			filtered = true
+		}
+		if i%20 == 0 || i > 5000 && i < 5400 {
+			checkFiltered(t, i, &s, &x)
+		}
+	}
+	checkFiltered(t, 20000, &s, &x)
+	if !filtered || s.floor() <= math.MaxUint32 {
+		t.Fatalf("floor %d: the test never made the cells overflow", s.floor())
+	}
+}
+
+// TestFilteredMergeAcrossSeconds: a rule's windows merge filtered
+// summaries of many seconds, of three nodes, under a flood of distinct
+// keys with heavy keys inside; the merged bounds must hold.
+func TestFilteredMergeAcrossSeconds(t *testing.T) {
+	rng := rand.New(rand.NewPCG(19, 20))
+	zipf := rand.NewZipf(rng, 1.2, 1, 100_000-1)
+	whole := newExact()
+	var parts [numSides][]Summary
+	for node := range 3 {
+		var r Rule
+		x := newExact()
+		for i := range 120000 {
+			key := fmt.Sprintf("n%d-flood-%d", node, i)
+			switch i % 4 {
+			case 0:
+				key = fmt.Sprint("zipf-", zipf.Uint64())
+			case 1:
+				key = fmt.Sprint("heavy-", i%7)
+			}
+			cost, deny := int64(1+rng.IntN(3)), rng.IntN(3) == 0
+			side := sideAdmitted
+			if deny {
+				side = sideDenied
+			}
+			r.Record(key, cost, deny, int64(i)*second*60/120000)
+			x.add(key, cost, side)
+			whole.add(key, cost, side)
+		}
+		a, d := r.Window(60*second, Long)
+		checkBounds(t, fmt.Sprint("node ", node, " admitted"), a, x.total[sideAdmitted], x.cost[sideAdmitted])
+		checkBounds(t, fmt.Sprint("node ", node, " denied"), d, x.total[sideDenied], x.cost[sideDenied])
+		a.Truncate(100)
+		d.Truncate(100)
+		parts[sideAdmitted] = append(parts[sideAdmitted], a)
+		parts[sideDenied] = append(parts[sideDenied], d)
+	}
+	checkBounds(t, "merged admitted", Merge(parts[sideAdmitted]...), whole.total[sideAdmitted], whole.cost[sideAdmitted])
+	checkBounds(t, "merged denied", Merge(parts[sideDenied]...), whole.total[sideDenied], whole.cost[sideDenied])
+}
+
+// FuzzFilteredBounds reads pairs of bytes as records (key, cost; a cost
+// byte from 0xF0 makes a cost of billions, to reach the fallback) and
+// checks the invariants after every record.
+func FuzzFilteredBounds(f *testing.F) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	for _, n := range []int{64, 600, 4000} {
+		seed := make([]byte, n)
+		for i := range seed {
+			seed[i] = byte(rng.Uint32())
+		}
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		var s spaceSaving
+		var x truth
+		for i := 0; i+1 < len(ops); i += 2 {
+			cost := int64(1 + ops[i+1]%8)
+			if ops[i+1] >= 0xF0 {
+				cost = int64(ops[i+1]&0xF) << 31
+			}
+			x.feed(&s, fmt.Sprint("f-", ops[i]), max(cost, 1))
+			checkFiltered(t, i/2, &s, &x)
+		}
+	})
+}
