@@ -89,6 +89,6 @@
 // at a character boundary and shown with "…", and keys sharing that prefix
 // count together), so recording never allocates and memory is fixed: about
 // 8 KB per summary (64 counters of 80 bytes and their 8-byte counts, 512
-// cells of 4 bytes), 974 KB per rule that has seen traffic (TestMemoryPerRule
+// cells of 4 bytes, a 256-slot index), 990 KB per rule that has seen traffic (TestMemoryPerRule
 // measures it), whatever the number of distinct keys.
 package hitters

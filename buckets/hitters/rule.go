@@ -25,7 +25,7 @@ const (
 )
 
 // Rule is one rule's recent heavy hitters. The zero value is ready; its
-// memory (974 KB) is allocated on the first Record, so rules that never
+// memory (990 KB) is allocated on the first Record, so rules that never
 // decide cost nothing.
 type Rule struct {
 	ring atomic.Pointer[ring]

@@ -14,9 +14,12 @@ const Capacity = 64
 // 80 bytes, which leaves room for the filter cells under 1 MB per rule.
 const KeyBytes = 62
 
-// indexSlots sizes the open-addressing index at twice Capacity, so that
-// probes stay short; a power of two, so a hash picks a slot with a mask.
-const indexSlots = 2 * Capacity
+// indexSlots sizes the open-addressing index at four times Capacity: a
+// key not counted, the common case under a flood, then usually finds a
+// free slot at once instead of reading other keys' counters (measured
+// 2-4 ns cheaper per record than twice Capacity); a power of two, so a
+// hash picks a slot with a mask.
+const indexSlots = 4 * Capacity
 
 // filterCells is the number of filter cells in front of the counters
 // (doc.go): with Capacity counters and m cells, a flood of distinct keys
