@@ -293,3 +293,36 @@ func FuzzFilteredBounds(f *testing.F) {
 		}
 	})
 }
+
+// TestFilterTakeOverRate measures how often a record takes over a counter
+// (about Capacity/(Capacity+filterCells) under a flood, doc.go) and fails
+// if the filter stops sparing the counters.
+func TestFilterTakeOverRate(t *testing.T) {
+	zipf := rand.NewZipf(rand.New(rand.NewPCG(23, 24)), 1.2, 1, 100_000-1)
+	for _, tc := range []struct {
+		name string
+		key  func(i int) string
+		most float64
+	}{
+		{"flood of distinct keys", func(i int) string { return fmt.Sprint("flood-", i) }, 0.2},
+		{"4096 keys in turn", func(i int) string { return fmt.Sprintf("198.51.%d.%d", i%4096/256, i%256) }, 0.25},
+		{"Zipf s=1.2 over 100k keys", func(int) string { return fmt.Sprint("zipf-", zipf.Uint64()) }, 0.02},
+	} {
+		var s spaceSaving
+		const n = 400_000
+		takeOvers := 0
+		for i := range n {
+			key := tc.key(i)
+			uncounted := s.used == Capacity && !s.indexes(key)
+			s.add(key, false, hashOf(key), 1)
+			if uncounted && s.indexes(key) {
+				takeOvers++
+			}
+		}
+		rate := float64(takeOvers) / n
+		t.Logf("%s: %.1f%% of records take over a counter (%d cells)", tc.name, 100*rate, filterCells)
+		if rate > tc.most {
+			t.Errorf("%s: %.1f%% of records take over a counter, above %.0f%%", tc.name, 100*rate, 100*tc.most)
+		}
+	}
+}
