@@ -87,27 +87,29 @@ func filterAbsorbed(t *testing.T, s *spaceSaving, x *truth) {
 	}
 }
 
+// feedChecked feeds s and x n records made by next, checking the
+// invariants every `every` records and after the last.
+func feedChecked(t *testing.T, s *spaceSaving, x *truth, n, every int, next func(i int) (string, int64)) {
+	t.Helper()
+	for i := range n {
+		key, cost := next(i)
+		x.feed(s, key, cost)
+		if i%every == 0 {
+			checkFiltered(t, i, s, x)
+		}
+	}
+	checkFiltered(t, n, s, x)
+}
+
 func TestFilterFloodOfDistinctKeys(t *testing.T) {
 	var s spaceSaving
 	var x truth
-	for i := range 40000 {
-		x.feed(&s, fmt.Sprintf("flood-%d", i), 1)
-		if i%500 == 0 {
-			checkFiltered(t, i, &s, &x)
-		}
-	}
-	checkFiltered(t, 40000, &s, &x)
+	feedChecked(t, &s, &x, 40000, 500, func(i int) (string, int64) { return fmt.Sprint("flood-", i), 1 })
 	filterAbsorbed(t, &s, &x)
 	// The next second starts from empty cells, not the last one's.
 	s.reset()
 	x = truth{}
-	for i := range 20000 {
-		x.feed(&s, fmt.Sprintf("next-%d", i%3000), 1)
-		if i%500 == 0 {
-			checkFiltered(t, i, &s, &x)
-		}
-	}
-	checkFiltered(t, 20000, &s, &x)
+	feedChecked(t, &s, &x, 20000, 500, func(i int) (string, int64) { return fmt.Sprint("next-", i%3000), 1 })
 }
 
 // TestFilterFloodHidingHeavyKeys: three keys with 4% of the cost each
@@ -115,17 +117,12 @@ func TestFilterFloodOfDistinctKeys(t *testing.T) {
 func TestFilterFloodHidingHeavyKeys(t *testing.T) {
 	var s spaceSaving
 	var x truth
-	for i := range 50000 {
-		key := fmt.Sprintf("flood-%d", i)
+	feedChecked(t, &s, &x, 50000, 500, func(i int) (string, int64) {
 		if i%25 < 3 {
-			key = fmt.Sprintf("heavy-%d", i%25)
+			return fmt.Sprint("heavy-", i%25), 1
 		}
-		x.feed(&s, key, 1)
-		if i%500 == 0 {
-			checkFiltered(t, i, &s, &x)
-		}
-	}
-	checkFiltered(t, 50000, &s, &x)
+		return fmt.Sprint("flood-", i), 1
+	})
 	filterAbsorbed(t, &s, &x)
 	for _, key := range []string{"heavy-0", "heavy-1", "heavy-2"} {
 		if !s.indexes(key) {
@@ -139,13 +136,9 @@ func TestFilterZipfTraffic(t *testing.T) {
 	zipf := rand.NewZipf(rng, 1.2, 1, 100_000-1)
 	var s spaceSaving
 	var x truth
-	for i := range 60000 {
-		x.feed(&s, fmt.Sprint("zipf-", zipf.Uint64()), int64(1+rng.IntN(3)))
-		if i%1000 == 0 {
-			checkFiltered(t, i, &s, &x)
-		}
-	}
-	checkFiltered(t, 60000, &s, &x)
+	feedChecked(t, &s, &x, 60000, 1000, func(int) (string, int64) {
+		return fmt.Sprint("zipf-", zipf.Uint64()), int64(1 + rng.IntN(3))
+	})
 	filterAbsorbed(t, &s, &x)
 }
 
@@ -168,17 +161,13 @@ func TestFilterKeysSharingCells(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
 	var s spaceSaving
 	var x truth
-	for i := range 30000 {
+	feedChecked(t, &s, &x, 30000, 100, func(int) (string, int64) {
 		key := keys[rng.IntN(len(keys))]
 		if rng.IntN(4) == 0 {
 			key = keys[rng.IntN(8)] // a few heavier keys
 		}
-		x.feed(&s, key, int64(1)<<rng.IntN(8))
-		if i%100 == 0 {
-			checkFiltered(t, i, &s, &x)
-		}
-	}
-	checkFiltered(t, 30000, &s, &x)
+		return key, int64(1) << rng.IntN(8)
+	})
 	filterAbsorbed(t, &s, &x)
 }
 
@@ -186,17 +175,13 @@ func TestFilterWeightedCosts(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
 	var s spaceSaving
 	var x truth
-	for i := range 40000 {
+	feedChecked(t, &s, &x, 40000, 250, func(int) (string, int64) {
 		cost := int64(1 + rng.IntN(3))
 		if rng.IntN(50) == 0 {
 			cost = int64(100 + rng.IntN(5000)) // rare expensive calls
 		}
-		x.feed(&s, fmt.Sprint("w-", rng.IntN(3000)), cost)
-		if i%250 == 0 {
-			checkFiltered(t, i, &s, &x)
-		}
-	}
-	checkFiltered(t, 40000, &s, &x)
+		return fmt.Sprint("w-", rng.IntN(3000)), cost
+	})
 	filterAbsorbed(t, &s, &x)
 }
 
@@ -205,25 +190,13 @@ func TestFilterWeightedCosts(t *testing.T) {
 // holds and the summary turns to plain Space-Saving with stale cells.
 func TestFilterFallsBackWhenCellsOverflow(t *testing.T) {
 	rng := rand.New(rand.NewPCG(17, 18))
+	key := func() string { return fmt.Sprint("big-", rng.IntN(400)) }
 	var s spaceSaving
 	var x truth
-	filtered := false
-	for i := range 20000 {
-		cost := int64(1 + rng.IntN(4))
-		if i >= 5000 {
-			cost = 1<<30 + rng.Int64N(1<<31)
-		}
-		x.feed(&s, fmt.Sprint("big-", rng.IntN(400)), cost)
-		if i == 4999 {
-			filterAbsorbed(t, &s, &x)
-			filtered = true
-		}
-		if i%20 == 0 || i > 5000 && i < 5400 {
-			checkFiltered(t, i, &s, &x)
-		}
-	}
-	checkFiltered(t, 20000, &s, &x)
-	if !filtered || s.floor() <= math.MaxUint32 {
+	feedChecked(t, &s, &x, 5000, 20, func(int) (string, int64) { return key(), int64(1 + rng.IntN(4)) })
+	filterAbsorbed(t, &s, &x)
+	feedChecked(t, &s, &x, 15000, 5, func(int) (string, int64) { return key(), 1<<30 + rng.Int64N(1<<31) })
+	if s.floor() <= math.MaxUint32 {
 		t.Fatalf("floor %d: the test never made the cells overflow", s.floor())
 	}
 }
