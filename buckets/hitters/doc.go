@@ -64,9 +64,11 @@
 // A cell holds 32 bits. Once μ exceeds that (over 2^32·Capacity of cost on
 // one side in one second), the summary is plain Space-Saving for the rest
 // of its second: a key not counted takes over the smallest counter with
-// error μ, sound because every key not counted has at most μ (2), and the
-// cells are no longer read. μ never falls, so they never are again before
-// the reset that empties them.
+// count μ + c and error μ, sound because every key not counted has at most
+// μ (2), and the cells are no longer read or raised: from then on μ itself
+// bounds every key not counted, including those that lose their counter.
+// μ never falls, so the cells stay unused until the reset that empties
+// them.
 //
 // No maintained Go heavy-hitters library was available to the project (see
 // docs/PERFORMANCE.md); this one is small, allocation-free on the hot path
