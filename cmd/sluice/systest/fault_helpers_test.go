@@ -169,13 +169,17 @@ func requireAnswersSince(t *testing.T, outcomes []systest.Outcome, since time.Du
 		want[p.ID] = true
 	}
 	bad := map[string]int{}
+	var errs []string
 	for _, o := range outcomes {
 		if want[o.Node] && o.Sent >= since && o.Status != http.StatusOK && o.Status != http.StatusTooManyRequests {
 			bad[fmt.Sprintf("%s:%d", o.Node, o.Status)]++
+			if o.Err != "" && len(errs) < 5 {
+				errs = append(errs, fmt.Sprintf("%s sent at %v, failed at %v: %s", o.Node, o.Sent.Round(time.Millisecond), o.Done.Round(time.Millisecond), o.Err))
+			}
 		}
 	}
 	if len(bad) > 0 {
-		t.Fatalf("requests not answered with 200/429 (node:status → count; 0 = no answer): %v", bad)
+		t.Fatalf("requests not answered with 200/429 (node:status → count; 0 = no answer): %v (since %v)\n%s", bad, since.Round(time.Millisecond), strings.Join(errs, "\n"))
 	}
 }
 

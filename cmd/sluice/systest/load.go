@@ -23,6 +23,7 @@ type Outcome struct {
 	Done   time.Duration
 	Status int    // 0 when the request failed without an answer
 	Mode   string // the decision's mode, when there was one
+	Err    string // why there was no answer (Status 0)
 }
 
 // LoadConfig describes a load run.
@@ -145,9 +146,12 @@ func (l *Load) work(ctx context.Context, p *Proc, body []byte) {
 				if json.Unmarshal(raw, &answer) == nil {
 					o.Mode = answer.Mode
 				}
+			} else {
+				o.Err = readErr.Error()
 			}
 		} else {
 			o.Done = l.cfg.Recorder.Now()
+			o.Err = err.Error()
 		}
 		if ctx.Err() != nil && o.Status == 0 {
 			return // cut short by Stop, not by the node
