@@ -298,3 +298,42 @@ func memStats() runtime.MemStats {
 	runtime.ReadMemStats(&m)
 	return m
 }
+
+// TestRecordAllMatchesRecord: recording a batch together (RecordAll, a
+// lock per side and chunk) leaves the same summaries as recording each
+// decision on its own, across chunks, sides, seconds and long keys.
+func TestRecordAllMatchesRecord(t *testing.T) {
+	var one, all Rule
+	rng := rand.New(rand.NewPCG(7, 11))
+	zipf := rand.NewZipf(rng, 1.1, 1, 1<<16)
+	long := strings.Repeat("k", KeyBytes+10)
+	var recs []Rec
+	for sec := int64(0); sec < 3; sec++ {
+		for batch := range 40 {
+			now := sec*second + int64(batch)*second/40
+			recs = recs[:0]
+			for range rng.IntN(300) { // empty, short and many-chunk batches
+				rank := zipf.Uint64()
+				key := fmt.Sprintf("203.0.%d.%d", rank/256, rank%256)
+				if rank%97 == 0 {
+					key = long + key
+				}
+				recs = append(recs, Rec{Key: key, Cost: int64(1 + rng.IntN(3)), Denied: rng.IntN(5) == 0})
+			}
+			for _, r := range recs {
+				one.Record(r.Key, r.Cost, r.Denied, now)
+			}
+			all.RecordAll(recs, now)
+		}
+	}
+	for _, w := range []time.Duration{time.Second, 3 * time.Second} {
+		a1, d1 := one.Window(3*second, w)
+		a2, d2 := all.Window(3*second, w)
+		if a1.Total == 0 || d1.Total == 0 {
+			t.Fatalf("window %v: nothing recorded (%d admitted, %d denied); the test checks nothing", w, a1.Total, d1.Total)
+		}
+		if fmt.Sprint(a1) != fmt.Sprint(a2) || fmt.Sprint(d1) != fmt.Sprint(d2) {
+			t.Fatalf("window %v: RecordAll left\n%+v\n%+v\nRecord left\n%+v\n%+v", w, a2, d2, a1, d1)
+		}
+	}
+}

@@ -187,8 +187,9 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []check.Request, out []ch
 		}
 	}
 	now := e.now()
-	bm := batchMetrics{m: e.metrics}
+	bm := batchMetrics{m: e.metrics, hits: rs.newHitBatch()}
 	defer bm.done(e.now, now)
+	defer rs.flushHits(bm.hits, now)
 	for i := range reqs {
 		if err := e.decideAt(ctx, rs, &reqs[i], &out[i], now, &bm); err != nil {
 			return check.InBatch(err, i)
@@ -217,10 +218,11 @@ func (e *Engine) decideAt(ctx context.Context, rs *ruleSet, req *check.Request, 
 		e.refund(rs, applicable, modes, req.Attributes, d.Results, cost, now)
 	}
 	summarize(d)
-	rs.recordHitters(applicable, d, cost, now)
 	if batch != nil {
 		batch.observe(rs, applicable, d)
+		batch.hits.add(applicable, d, cost)
 	} else {
+		rs.recordHitters(applicable, d, cost, now)
 		e.metrics.observe(rs, applicable, d, e.now, now)
 	}
 	return nil

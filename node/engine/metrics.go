@@ -164,11 +164,13 @@ func (m *Metrics) count(rs *ruleSet, applicable []int, d *check.Decision, t *cou
 // batchMetrics counts the decisions of one batch: each counter is added to
 // once per batch instead of once per decision (an atomic add on a cache
 // line every core shares), and the batch contributes one latency sample,
-// its mean time per decision. Call done when the batch is decided.
+// its mean time per decision. Call done when the batch is decided. It
+// also gathers the batch's top-keys records (hits), recorded at the end.
 type batchMetrics struct {
 	m     *Metrics
 	tally counterTally
 	n     int
+	hits  *hitBatch
 }
 
 func (b *batchMetrics) observe(rs *ruleSet, applicable []int, d *check.Decision) {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/api/admin"
@@ -46,6 +47,59 @@ func (rs *ruleSet) recordHitters(applicable []int, d *check.Decision, cost, now 
 		res := &d.Results[n]
 		rs.hitters[i].Record(res.Key, cost, !res.Allowed, now)
 	}
+}
+
+// hitBatch gathers a batch's records by rule, for DecideBatch to record
+// each rule's together (hitters.Rule.RecordAll): a lock per rule and chunk
+// instead of one per decision, which cores deciding batches of one rule
+// would otherwise contend on (docs/PERFORMANCE.md). nil without hitters.
+type hitBatch struct {
+	byRule  [][]hitters.Rec // by rule index
+	touched []int           // rule indexes with records, in first-use order
+}
+
+var hitBatches = sync.Pool{New: func() any { return new(hitBatch) }}
+
+// newHitBatch returns an empty hitBatch for rs's rules, or nil when rs
+// keeps no hitters.
+func (rs *ruleSet) newHitBatch() *hitBatch {
+	if rs.hitters == nil {
+		return nil
+	}
+	hb := hitBatches.Get().(*hitBatch)
+	if n := len(rs.hitters) - len(hb.byRule); n > 0 {
+		hb.byRule = append(hb.byRule, make([][]hitters.Rec, n)...)
+	}
+	return hb
+}
+
+// add gathers what recordHitters would record for one decision.
+func (hb *hitBatch) add(applicable []int, d *check.Decision, cost int64) {
+	if hb == nil {
+		return
+	}
+	for n, i := range applicable {
+		if len(hb.byRule[i]) == 0 {
+			hb.touched = append(hb.touched, i)
+		}
+		res := &d.Results[n]
+		hb.byRule[i] = append(hb.byRule[i], hitters.Rec{Key: res.Key, Cost: cost, Denied: !res.Allowed})
+	}
+}
+
+// flushHits records what hb gathered, decided at now, and returns hb to
+// the pool.
+func (rs *ruleSet) flushHits(hb *hitBatch, now int64) {
+	if hb == nil {
+		return
+	}
+	for _, i := range hb.touched {
+		rs.hitters[i].RecordAll(hb.byRule[i], now)
+		clear(hb.byRule[i]) // the keys belong to the batch's requests
+		hb.byRule[i] = hb.byRule[i][:0]
+	}
+	hb.touched = hb.touched[:0]
+	hitBatches.Put(hb)
 }
 
 // Top returns this node's heavy hitters of rule ("" for every rule) over
