@@ -58,11 +58,12 @@ func (a Attrs) Validate() error {
 		return &FieldError{Field: "attributes", Msg: TooManyAttributes}
 	}
 	for i := range a {
-		if msg := NameProblem(a[i].Name); msg != "" {
-			return &FieldError{Field: "attributes", Msg: msg}
-		}
-		if msg := ValueProblem(a[i].Value); msg != "" {
-			return &FieldError{Field: "attributes." + a[i].Name, Msg: msg}
+		// One pass of plain comparisons; the messages only on a violation.
+		if len(a[i].Name) > MaxNameBytes || len(a[i].Value) > MaxValueBytes || !utf8.ValidString(a[i].Value) {
+			if msg := NameProblem(a[i].Name); msg != "" {
+				return &FieldError{Field: "attributes", Msg: msg}
+			}
+			return &FieldError{Field: "attributes." + a[i].Name, Msg: ValueProblem(a[i].Value)}
 		}
 	}
 	return nil

@@ -225,6 +225,9 @@ func TestAttrsValidate(t *testing.T) {
 		{Attrs{{"ip", "a"}, {"k", strings.Repeat("x", MaxValueBytes+1)}}, "attributes.k", "longer than 4096"},
 		{Attrs{{"k", "a\xffb"}}, "attributes.k", "valid UTF-8"},
 		{Attrs{{strings.Repeat("n", MaxNameBytes+1), "v"}}, "attributes", "attribute name of 257 bytes"},
+		// The name is judged before the value, and the first bad attribute wins.
+		{Attrs{{strings.Repeat("n", MaxNameBytes+1), "a\xffb"}}, "attributes", "attribute name of 257 bytes"},
+		{Attrs{{"a", "ok"}, {"b", "a\xffb"}, {"c", strings.Repeat("x", MaxValueBytes+1)}}, "attributes.b", "valid UTF-8"},
 	}
 	for _, tc := range cases {
 		err := tc.attrs.Validate()
