@@ -58,7 +58,7 @@
 // costs tightness, not the bound: counts may sum to less than total, and
 // the keys of a cell share its error. In exchange, a flood of distinct
 // keys takes over a counter on about Capacity/(Capacity + filterCells) of
-// its records (11% with 512 cells instead of all of them), skewed traffic
+// its records (2% with 4096 cells instead of all of them), skewed traffic
 // on far fewer.
 //
 // A cell holds 32 bits. Once μ exceeds that (over 2^32·Capacity of cost on
@@ -74,23 +74,32 @@
 // docs/PERFORMANCE.md); this one is small, allocation-free on the hot path
 // and keeps keys inline, which a general-purpose library would not.
 //
-// # Why a ring of one-second summaries
+// # Why one open second and a ring of closed ones
 //
 // Space-Saving summaries are mergeable: summing counts, with the floor of a
 // summary standing in for a key it does not list, keeps the guarantee with
 // the bound summed (Agarwal et al., "Mergeable summaries", 2012). A rule
-// keeps one summary per side (admitted, denied) per second in a ring of 61;
-// the last 10 s and the last minute are the merges of the last 10 and 60
-// whole seconds, and a cluster view is the merge of every node's. A key
-// heavier than total/Capacity over a window is heavier than its share in at
-// least one second, so it is listed there and survives the merge.
+// keeps, per side (admitted, denied), one summary per second: the open one
+// being recorded, and the last 60 closed ones in a ring. The last 10 s and
+// the last minute are the merges of the last 10 and 60 whole seconds, and
+// a cluster view is the merge of every node's. A key heavier than
+// total/Capacity over a window is heavier than its share in at least one
+// second, so it is listed there and survives the merge.
+//
+// Only the open second needs the filter cells and the index; closing a
+// second (the first record of a later one does it) copies its counters,
+// counts, total and floor into the ring. So the cells cost memory once per
+// side, not per second, and a rule can afford many of them. The open
+// summary also stays at one address, warm in the cache, instead of moving
+// to another slot of the ring every second.
 //
 // # Memory
 //
 // A counter keeps its key inline (up to KeyBytes, 62; a longer key is cut
 // at a character boundary and shown with "…", and keys sharing that prefix
-// count together), so recording never allocates and memory is fixed: about
-// 8 KB per summary (64 counters of 80 bytes and their 8-byte counts, 512
-// cells of 4 bytes, a 256-slot index), 990 KB per rule that has seen traffic (TestMemoryPerRule
-// measures it), whatever the number of distinct keys.
+// count together), so recording never allocates and memory is fixed: a
+// closed second is about 5 KB (64 counters of 72 bytes and their 8-byte
+// counts), an open one 22 KB (the same, 4096 cells of 4 bytes, a 256-slot
+// index and the heap), 670 KB per rule that has seen traffic
+// (TestMemoryPerRule measures it), whatever the number of distinct keys.
 package hitters

@@ -1,7 +1,6 @@
 package hitters
 
 import (
-	"hash/maphash"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -14,8 +13,8 @@ const (
 	Long  = time.Minute
 )
 
-// ringSeconds holds Long's whole seconds plus the one being recorded.
-const ringSeconds = int(Long/time.Second) + 1
+// pastSeconds is how many closed seconds a rule keeps: Long's.
+const pastSeconds = int(Long / time.Second)
 
 // Sides of a decision, each summarized on its own: a key heavy in denials
 // must be listed even when admitted traffic is far heavier.
@@ -26,25 +25,35 @@ const (
 )
 
 // Rule is one rule's recent heavy hitters. The zero value is ready; its
-// memory (990 KB) is allocated on the first Record, so rules that never
+// memory (670 KB) is allocated on the first Record, so rules that never
 // decide cost nothing.
 type Rule struct {
 	ring atomic.Pointer[ring]
 	init sync.Mutex // guards allocating ring
 }
 
-// ring is a second's summaries by second modulo ringSeconds.
-type ring [ringSeconds][numSides]secondSide
+// ring is, per side, the summary of the second being recorded and the
+// closed summaries of the seconds before it, by second modulo pastSeconds.
+type ring struct {
+	open [numSides]openSecond
+	past [pastSeconds][numSides]pastSecond
+}
 
-// secondSide is one side's summary of one second. Each has its own lock, so
-// admitted and denied decisions, and different seconds, never contend.
-type secondSide struct {
+// openSecond is the summary one side records into: a second's, until a
+// record of a later second closes it into the past. Each side has its own
+// lock, so admitted and denied decisions never contend.
+type openSecond struct {
 	mu  sync.Mutex
-	sec int64 // which second (now / 1s) ss counts
+	sec int64 // which second (now / 1s) ss counts; -1 before any record
 	ss  spaceSaving
 }
 
-var seed = maphash.MakeSeed()
+// pastSecond is a closed second of one side, locked on its own so that
+// reading a window never holds up recording for long.
+type pastSecond struct {
+	mu sync.Mutex
+	closed
+}
 
 // Record counts cost for key, admitted or denied, at monotonic time now
 // (nanoseconds). It does not allocate after the rule's first Record.
@@ -54,7 +63,7 @@ func (r *Rule) Record(key string, cost int64, denied bool, now int64) {
 		side = sideDenied
 	}
 	kept, cut := cutKey(key)
-	hash := maphash.String(seed, kept)
+	hash := hashKey(kept)
 	s := r.lockSecond(now, side)
 	s.ss.add(kept, cut, hash, cost)
 	s.mu.Unlock()
@@ -86,30 +95,41 @@ func (r *Rule) RecordAll(recs []Rec, now int64) {
 				s = denied
 			}
 			kept, cut := cutKey(chunk[i].Key)
-			s.ss.add(kept, cut, maphash.String(seed, kept), chunk[i].Cost)
+			s.ss.add(kept, cut, hashKey(kept), chunk[i].Cost)
 		}
 		denied.mu.Unlock()
 		admitted.mu.Unlock()
 	}
 }
 
-// lockSecond locks and returns side's summary of now's second, emptied
-// first if it still holds an older second. A reading older than the second
-// the slot holds (a batch decided on one clock reading) counts in the
-// slot's second.
-func (r *Rule) lockSecond(now int64, side int) *secondSide {
+// lockSecond locks and returns side's open summary, first closing the
+// second it holds into the past if now is in a later one. A reading older
+// than the open second (a batch decided on one clock reading) counts in
+// the open second.
+func (r *Rule) lockSecond(now int64, side int) *openSecond {
 	rg := r.ring.Load()
 	if rg == nil {
 		rg = r.allocate()
 	}
-	sec := now / int64(time.Second)
-	s := &rg[sec%int64(ringSeconds)][side]
+	s := &rg.open[side]
 	s.mu.Lock()
-	if sec > s.sec {
-		s.ss.reset()
-		s.sec = sec
+	if sec := now / int64(time.Second); sec > s.sec {
+		rg.closeSecond(s, side, sec)
 	}
 	return s
+}
+
+// closeSecond moves the second s (locked) holds into the past and opens s
+// for second sec.
+func (rg *ring) closeSecond(s *openSecond, side int, sec int64) {
+	if s.sec >= 0 {
+		p := &rg.past[s.sec%int64(pastSeconds)][side]
+		p.mu.Lock()
+		s.ss.close(s.sec, &p.closed)
+		p.mu.Unlock()
+	}
+	s.ss.reset()
+	s.sec = sec
 }
 
 func (r *Rule) allocate() *ring {
@@ -119,9 +139,10 @@ func (r *Rule) allocate() *ring {
 		return rg
 	}
 	rg := new(ring)
-	for i := range rg {
-		for j := range rg[i] {
-			rg[i][j].sec = -1
+	for side := range numSides {
+		rg.open[side].sec = -1
+		for i := range rg.past {
+			rg.past[i][side].sec = -1
 		}
 	}
 	r.ring.Store(rg)
@@ -131,20 +152,40 @@ func (r *Rule) allocate() *ring {
 // Window merges the rule's summaries of the whole seconds in the last
 // window (Short or Long, or any whole number of seconds up to Long) before
 // now's second: the second being recorded is left out, so a window always
-// spans exactly its length.
+// spans exactly its length. An open second that has ended (no record has
+// closed it yet) is read where it is.
 func (r *Rule) Window(now int64, window time.Duration) (admitted, denied Summary) {
 	rg := r.ring.Load()
-	n := min(int64(window/time.Second), int64(ringSeconds-1))
+	n := min(int64(window/time.Second), int64(pastSeconds))
 	cur := now / int64(time.Second)
+	from := max(cur-n, 0)
 	var m [numSides]merger
-	for sec := max(cur-n, 0); sec < cur && rg != nil; sec++ {
-		for side := range numSides {
-			s := &rg[sec%int64(ringSeconds)][side]
-			s.mu.Lock()
-			if s.sec == sec {
-				m[side].addSummary(&s.ss)
+	for side := range numSides {
+		if rg == nil {
+			break
+		}
+		var ended closed // the open second, if it is in the window
+		s := &rg.open[side]
+		s.mu.Lock()
+		if s.sec >= from && s.sec < cur {
+			s.ss.close(s.sec, &ended)
+		} else {
+			ended.sec = -1
+		}
+		s.mu.Unlock()
+		if ended.sec >= 0 {
+			m[side].addClosed(&ended)
+		}
+		for sec := from; sec < cur; sec++ {
+			if sec == ended.sec {
+				continue // closed into the past since: counted above
 			}
-			s.mu.Unlock()
+			p := &rg.past[sec%int64(pastSeconds)][side]
+			p.mu.Lock()
+			if p.sec == sec {
+				m[side].addClosed(&p.closed)
+			}
+			p.mu.Unlock()
 		}
 	}
 	return m[sideAdmitted].result(), m[sideDenied].result()

@@ -2,10 +2,10 @@ package hitters
 
 import (
 	"fmt"
-	"hash/maphash"
 	"math/rand/v2"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -158,6 +158,83 @@ func TestWindowLeavesOutTheCurrentSecondAndOldOnes(t *testing.T) {
 	}
 }
 
+// TestAnEndedSecondIsCountedOnce: a second that has ended but is still
+// open (no record since) is read where it is; once a later record closes
+// it, it is read from the past, with the same result and not twice.
+func TestAnEndedSecondIsCountedOnce(t *testing.T) {
+	var r Rule
+	for i := range 5000 {
+		r.Record(fmt.Sprint("k-", i%700), 1+int64(i%3), i%4 == 0, 5*second+int64(i)*1000)
+	}
+	a1, d1 := r.Window(6*second+1, Short)
+	if a1.Total == 0 || d1.Total == 0 || len(d1.Entries) == 0 {
+		t.Fatalf("the ended open second was not read: %+v %+v", a1, d1)
+	}
+	r.Record("later", 1, false, 7*second) // closes second 5
+	r.Record("later", 1, true, 7*second)
+	a2, d2 := r.Window(7*second+1, Short)
+	if fmt.Sprint(a1, d1) != fmt.Sprint(a2, d2) {
+		t.Fatalf("second 5 read open\n%+v %+v\nand closed\n%+v %+v", a1, d1, a2, d2)
+	}
+}
+
+// TestRecordingWhileReading records from several goroutines across
+// seconds, each on its own clock, while windows are read: every window
+// reads at most what was recorded, and once recording stops, a window over
+// all of it has the exact total and the bounds.
+func TestRecordingWhileReading(t *testing.T) {
+	const writers, perWriter = 4, 30000
+	var r Rule
+	var wg sync.WaitGroup
+	truths := make([]*exact, writers)
+	for w := range writers {
+		truths[w] = newExact()
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 9))
+			for i := range perWriter {
+				key := fmt.Sprint("tail-", rng.IntN(5000))
+				if i%3 == 0 {
+					key = fmt.Sprint("heavy-", i%5)
+				}
+				side := sideAdmitted
+				if i%7 == 0 {
+					side = sideDenied
+				}
+				r.Record(key, 1, side == sideDenied, int64(i)*10*second/perWriter)
+				truths[w].add(key, 1, side)
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for reading := true; reading; {
+		select {
+		case <-done:
+			reading = false
+		default:
+		}
+		a, d := r.Window(time.Hour.Nanoseconds(), Long) // nothing recorded is in it: it reads nothing
+		if a.Total != 0 || d.Total != 0 {
+			t.Fatalf("a window an hour later read %d and %d", a.Total, d.Total)
+		}
+		a, d = r.Window(11*second, Long)
+		if a.Total+d.Total > writers*perWriter {
+			t.Fatalf("a window read %d, more than was recorded", a.Total+d.Total)
+		}
+	}
+	whole := newExact()
+	for _, x := range truths {
+		for side := range numSides {
+			for key, cost := range x.cost[side] {
+				whole.add(key, cost, side)
+			}
+		}
+	}
+	a, d := r.Window(11*second, Long)
+	checkBounds(t, "admitted", a, whole.total[sideAdmitted], whole.cost[sideAdmitted])
+	checkBounds(t, "denied", d, whole.total[sideDenied], whole.cost[sideDenied])
+}
+
 // TestMergeAcrossNodes: three "nodes" see different parts of the traffic;
 // merging their summaries keeps the bounds of the whole stream.
 func TestMergeAcrossNodes(t *testing.T) {
@@ -248,13 +325,13 @@ func TestIndexSurvivesChurn(t *testing.T) {
 	}
 }
 
-func hashOf(key string) uint64 { return maphash.String(seed, key) }
+func hashOf(key string) uint64 { return hashKey(key) }
 
 // indexes reports whether key has a counter, by the index.
 func (s *spaceSaving) indexes(key string) bool {
 	h := hashOf(key)
 	for slot := h & (indexSlots - 1); s.index[slot] != 0; slot = (slot + 1) & (indexSlots - 1) {
-		if s.counters[s.index[slot]-1].is(key, false, h) {
+		if s.is(int(s.index[slot])-1, key, false, h) {
 			return true
 		}
 	}
@@ -273,7 +350,7 @@ func TestMemoryPerRule(t *testing.T) {
 	before := memStats()
 	r := new(Rule)
 	for i, key := range keys {
-		now := int64(i) * int64(ringSeconds) * second / n
+		now := int64(i) * int64(pastSeconds+1) * second / n
 		r.Record(key, 1, i%3 == 0, now)
 	}
 	after := memStats()
@@ -286,8 +363,8 @@ func TestMemoryPerRule(t *testing.T) {
 	if held > 1_000_000 || allocated > 1_000_000 {
 		t.Fatalf("one rule holds %d bytes (allocated %d), above the documented 1 MB", held, allocated)
 	}
-	perSummary := Capacity*unsafe.Sizeof(counter{}) + unsafe.Sizeof(spaceSaving{}.cells)
-	if least := uint64(ringSeconds*numSides) * uint64(perSummary); allocated < least {
+	least := uint64(pastSeconds*numSides)*uint64(Capacity*unsafe.Sizeof(counter{})) + numSides*uint64(unsafe.Sizeof(spaceSaving{}.cells))
+	if allocated < least {
 		t.Fatalf("recording allocated %d bytes, less than its counters and cells alone (%d): the measurement is wrong", allocated, least)
 	}
 }

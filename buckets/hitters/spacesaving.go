@@ -11,24 +11,25 @@ import (
 const Capacity = 64
 
 // KeyBytes is the longest key a counter keeps whole; 62 makes a counter
-// 80 bytes, which leaves room for the filter cells under 1 MB per rule.
+// 72 bytes (docs/PERFORMANCE.md weighs memory per rule).
 const KeyBytes = 62
 
 // indexSlots sizes the open-addressing index at four times Capacity: a
 // key not counted, the common case under a flood, then usually finds a
-// free slot at once instead of reading other keys' counters (measured
-// 2-4 ns cheaper per record than twice Capacity); a power of two, so a
-// hash picks a slot with a mask.
+// free slot at once instead of reading other keys' hashes (measured 2-4 ns
+// cheaper per record than twice Capacity); a power of two, so a hash picks
+// a slot with a mask.
 const indexSlots = 4 * Capacity
 
 // filterCells is the number of filter cells in front of the counters
 // (doc.go): with Capacity counters and m cells, a flood of distinct keys
-// takes over a counter on about Capacity/(Capacity+m) of its records, and
-// 512 cells of 4 bytes keep a rule under 1 MB (docs/PERFORMANCE.md). A
-// hash picks a cell by its top cellBits bits; the index uses its low
-// bits, so the two are independent.
+// takes over a counter on about Capacity/(Capacity+m) of its records. Only
+// the second being recorded has cells (a closed second keeps its counters
+// alone), so a rule can afford 4096 of them: 16 KB per side. A hash picks
+// a cell by its top cellBits bits; the index uses its low bits, so the two
+// are independent.
 const (
-	cellBits    = 9
+	cellBits    = 12
 	filterCells = 1 << cellBits
 	cellShift   = 64 - cellBits
 )
@@ -42,17 +43,13 @@ const cutMark = "…"
 const heapArity = 4
 
 // counter is one Space-Saving counter: a key, whose count lives in the
-// heap, of which up to err may belong to the keys it replaced.
+// heap (and its hash beside it, in spaceSaving.hashes), of which up to err
+// may belong to the keys it replaced.
 type counter struct {
 	err    int64
-	hash   uint64
 	keyLen uint8
 	cut    bool
 	key    [KeyBytes]byte
-}
-
-func (c *counter) is(key string, cut bool, hash uint64) bool {
-	return c.hash == hash && c.cut == cut && string(c.key[:c.keyLen]) == key
 }
 
 func (c *counter) displayKey() string {
@@ -71,14 +68,36 @@ type spaceSaving struct {
 	total    int64 // exact cost added since reset
 	used     int   // counters in use
 	counters [Capacity]counter
-	counts   [Capacity]int64   // counts in heap order, smallest first
-	heap     [Capacity]uint8   // heap position → counter index
-	at       [Capacity]uint8   // counter index → its position in heap
-	index    [indexSlots]uint8 // counter index + 1 by hash; 0 is free
+	// hashes are the counters' key hashes, apart from the counters so that
+	// a probe that meets another key's counter reads 8 bytes, not its key.
+	hashes [Capacity]uint64
+	counts [Capacity]int64   // counts in heap order, smallest first
+	heap   [Capacity]uint8   // heap position → counter index
+	at     [Capacity]uint8   // counter index → its position in heap
+	index  [indexSlots]uint8 // counter index + 1 by hash; 0 is free
 	// cells bound the cost of the keys not counted, by hash: each is at
 	// least the cost of every uncounted key hashed to it, and at most the
 	// smallest count.
 	cells [filterCells]uint32
+}
+
+// closed is one side's summary of a second that has ended: what a
+// window merges, without the index and cells that only recording needs.
+type closed struct {
+	sec          int64 // which second; -1 while empty
+	total, floor int64
+	n            int // counters in use
+	counters     [Capacity]counter
+	counts       [Capacity]int64 // counters[i]'s count
+}
+
+// close copies s, the summary of second sec, into c.
+func (s *spaceSaving) close(sec int64, c *closed) {
+	c.sec, c.total, c.floor, c.n = sec, s.total, s.floor(), s.used
+	copy(c.counters[:s.used], s.counters[:s.used])
+	for i := range s.used {
+		c.counts[i] = s.count(i)
+	}
 }
 
 // reset empties s; counters are overwritten as keys arrive.
@@ -104,7 +123,7 @@ func (s *spaceSaving) add(key string, cut bool, hash uint64, cost int64) {
 	s.total += cost
 	for slot := hash & (indexSlots - 1); s.index[slot] != 0; slot = (slot + 1) & (indexSlots - 1) {
 		i := int(s.index[slot]) - 1
-		if s.counters[i].is(key, cut, hash) {
+		if s.is(i, key, cut, hash) {
 			p := int(s.at[i])
 			s.counts[p] += cost
 			s.down(p)
@@ -114,7 +133,7 @@ func (s *spaceSaving) add(key string, cut bool, hash uint64, cost int64) {
 	if s.used < Capacity {
 		i := s.used
 		s.used++
-		s.counters[i].set(key, cut, hash, 0)
+		s.set(i, key, cut, hash, 0)
 		s.counts[i], s.heap[i], s.at[i] = cost, uint8(i), uint8(i)
 		s.up(i)
 		s.insert(hash, i)
@@ -133,7 +152,7 @@ func (s *spaceSaving) add(key string, cut bool, hash uint64, cost int64) {
 		return
 	}
 	// The replaced key's cost was at most the floor; its cell now says so.
-	replaced := &s.cells[s.counters[s.heap[0]].hash>>cellShift]
+	replaced := &s.cells[s.hashes[s.heap[0]]>>cellShift]
 	inherited := int64(*cell) // before the raise: x and y may share a cell
 	*replaced = max(*replaced, uint32(floor))
 	s.takeOver(key, cut, hash, inherited, cost)
@@ -143,17 +162,26 @@ func (s *spaceSaving) add(key string, cut bool, hash uint64, cost int64) {
 // up to err of cost before this one.
 func (s *spaceSaving) takeOver(key string, cut bool, hash uint64, err, cost int64) {
 	i := int(s.heap[0])
-	c := &s.counters[i]
-	s.remove(c.hash, i)
-	c.set(key, cut, hash, err)
+	s.remove(s.hashes[i], i)
+	s.set(i, key, cut, hash, err)
 	s.counts[0] = err + cost
 	s.down(0)
 	s.insert(hash, i)
 }
 
-func (c *counter) set(key string, cut bool, hash uint64, err int64) {
-	c.err, c.hash, c.cut = err, hash, cut
+// is reports whether counter i counts key (cut as cutKey says, hashed
+// to hash).
+func (s *spaceSaving) is(i int, key string, cut bool, hash uint64) bool {
+	c := &s.counters[i]
+	return s.hashes[i] == hash && c.cut == cut && string(c.key[:c.keyLen]) == key
+}
+
+// set gives counter i to key, with error err.
+func (s *spaceSaving) set(i int, key string, cut bool, hash uint64, err int64) {
+	c := &s.counters[i]
+	c.err, c.cut = err, cut
 	c.keyLen = uint8(copy(c.key[:], key))
+	s.hashes[i] = hash
 }
 
 // insert indexes counter i under hash.
@@ -173,7 +201,7 @@ func (s *spaceSaving) remove(hash uint64, i int) {
 		hole = (hole + 1) & (indexSlots - 1)
 	}
 	for next := (hole + 1) & (indexSlots - 1); s.index[next] != 0; next = (next + 1) & (indexSlots - 1) {
-		home := s.counters[s.index[next]-1].hash & (indexSlots - 1)
+		home := s.hashes[s.index[next]-1] & (indexSlots - 1)
 		// The entry at next may fill the hole unless its home lies
 		// cyclically in (hole, next]: then it would become unreachable.
 		if (next-home)&(indexSlots-1) >= (next-hole)&(indexSlots-1) {

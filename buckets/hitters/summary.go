@@ -99,21 +99,19 @@ func (m *merger) addEntries(s *Summary) {
 	}
 }
 
-func (m *merger) addSummary(s *spaceSaving) {
+func (m *merger) addClosed(s *closed) {
 	m.total += s.total
-	floor := s.floor()
-	m.floor += floor
-	for i := range s.used {
+	m.floor += s.floor
+	for i := range s.n {
 		c := &s.counters[i]
 		e, ok := m.keys[string(c.key[:c.keyLen])] // no allocation for a key already merged
 		if ok && !c.cut {
-			e.floors += floor
+			e.floors += s.floor
 		} else {
-			e = m.entry(c.displayKey(), floor)
+			e = m.entry(c.displayKey(), s.floor)
 		}
-		count := s.count(i)
-		e.count += count
-		e.lower += count - c.err
+		e.count += s.counts[i]
+		e.lower += s.counts[i] - c.err
 	}
 }
 
