@@ -39,9 +39,11 @@ type Config struct {
 	// bootstraps a new single-node cluster.
 	Join []string
 	// Seed: this node is the first entry of everyone's --join (Join then
-	// lists the others). Without raft state it bootstraps the cluster,
-	// unless a node in Join already belongs to one: then it lost its state
-	// and joins that cluster instead of starting a second one.
+	// lists the others). Without raft state it joins the cluster as soon
+	// as a node in Join belongs to one (it lost its state), and bootstraps
+	// only once a majority of the seeds, itself included, answer that they
+	// belong to none; until then it asks again, so that a seed cut off from
+	// the others never starts a second cluster beside theirs.
 	Seed bool
 	// BootstrapRules is applied when this node leads a cluster that has no
 	// rules yet (in practice: the cluster it bootstraps). Nil means an empty

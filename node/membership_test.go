@@ -1,12 +1,14 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -261,11 +263,61 @@ func TestSeedWithoutStateJoinsTheExistingCluster(t *testing.T) {
 	}
 }
 
-// A seed whose fellow nodes do not answer (a new cluster's first start)
-// bootstraps.
-func TestSeedBootstrapsWhenNoOtherNodeBelongsToACluster(t *testing.T) {
+// A cluster's first start: the seed and the other two start together; the
+// others answer that they belong to no cluster (they are trying to join),
+// which with the seed is a majority, so the seed bootstraps and they join.
+func TestSeedBootstrapsOnceAMajorityOfSeedsHasNoCluster(t *testing.T) {
+	c := &cluster{t: t}
+	seed, n2, n3 := c.addMember("n1"), c.addMember("n2"), c.addMember("n3")
+	c.tune = func(m *member, cfg *Config) { cfg.Seed = m == seed }
+	var opened sync.WaitGroup
+	for _, m := range []*member{n2, n3} {
+		others := []string{seed.httpAddr(), n2.httpAddr(), n3.httpAddr()}
+		others = slices.DeleteFunc(others, func(a string) bool { return a == m.httpAddr() })
+		n, err := c.newNode(m, "127.0.0.1:0", others, testToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opened.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			if err := n.Open(ctx); err != nil {
+				t.Errorf("%s: open: %v", m.id, err)
+			}
+		})
+	}
+	c.start(seed, "127.0.0.1:0", []string{n2.httpAddr(), n3.httpAddr()})
+	opened.Wait()
+	c.waitFor("one cluster of three, led by the seed", 10*time.Second, func() bool {
+		return seed.node.IsLeader() && len(seed.node.servers()) == 3 &&
+			n2.node.LeaderID() == seed.id && n3.node.LeaderID() == seed.id
+	})
+	c.waitFor("every member ready, the seed included", 5*time.Second, func() bool {
+		for _, m := range c.members {
+			if m.node.Ready() != nil {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// A seed without raft state whose fellow seeds do not answer (its volume
+// lost while it is cut off from them, and they may still have their
+// quorum) bootstraps nothing: it keeps asking until its context ends.
+func TestSeedCutOffFromTheOtherSeedsDoesNotBootstrap(t *testing.T) {
 	c := &cluster{t: t, tune: func(_ *member, cfg *Config) { cfg.Seed = true }}
 	seed := c.addMember("n1")
-	c.start(seed, "127.0.0.1:0", []string{closedAddr(t)})
-	c.waitFor(seed.id+" to lead its new cluster", 10*time.Second, seed.node.IsLeader)
+	n, err := c.newNode(seed, "127.0.0.1:0", []string{closedAddr(t), closedAddr(t)}, testToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*seedProbeInterval+seedProbeTimeout)
+	defer cancel()
+	if err := n.Open(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("open with no other seed answering: %v, want the context's deadline", err)
+	}
+	if servers := n.servers(); len(servers) != 0 || n.IsLeader() {
+		t.Fatalf("the seed bootstrapped (servers %v, leader %v) with no other seed answering", servers, n.IsLeader())
+	}
 }

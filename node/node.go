@@ -46,8 +46,9 @@ type Node struct {
 	// rules is the newest rules version this node knows, from its data dir
 	// or from raft (last_rules.go); nil until it has any.
 	rules atomic.Pointer[knownRules]
-	// joined: a new node's join was accepted (it votes, or the core is
-	// full, or it waited its turn); it is not ready before.
+	// joined: a new node with Join became a member, its join accepted (it
+	// votes, or the core is full, or it waited its turn) or, as the seed,
+	// by bootstrapping; it is not ready before.
 	joined atomic.Bool
 
 	own         atomic.Pointer[ownLeases] // this node's usable leases
@@ -124,7 +125,8 @@ func New(cfg Config) (*Node, error) {
 // rejoins its cluster (and, with Join, re-announces its addresses in the
 // background); a new node with Join asks the listed members to add it,
 // retrying until one accepts or ctx ends; a new node without Join bootstraps
-// a single-node cluster and waits until it leads and has its rules.
+// a single-node cluster and waits until it leads and has its rules; a new
+// seed joins or bootstraps as awaitSeeds finds.
 func (n *Node) Open(ctx context.Context) error {
 	switch {
 	case n.hadState:
@@ -137,7 +139,16 @@ func (n *Node) Open(ctx context.Context) error {
 			})
 		}
 		return nil
-	case len(n.cfg.Join) > 0 && (!n.cfg.Seed || n.clusterExists(ctx)):
+	case len(n.cfg.Join) > 0:
+		if n.cfg.Seed {
+			exists, err := n.awaitSeeds(ctx)
+			if err != nil {
+				return fmt.Errorf("seed: %w", err)
+			}
+			if !exists {
+				return n.bootstrap(ctx)
+			}
+		}
 		if err := n.joinCluster(ctx); err != nil {
 			return err
 		}
@@ -148,24 +159,53 @@ func (n *Node) Open(ctx context.Context) error {
 	}
 }
 
-// clusterExists asks each Join target whether it belongs to a cluster (it
-// knows members or has rules). Targets that do not answer count as no: at a
-// cluster's first start the others may not be up yet.
-func (n *Node) clusterExists(ctx context.Context) bool {
-	for _, target := range n.cfg.Join {
-		callCtx, cancel := context.WithTimeout(ctx, seedProbeTimeout)
-		st, err := n.leader.ClusterStatus(callCtx, target)
-		cancel()
-		if err == nil && (len(st.Nodes) > 0 || st.RulesVersion > 0) {
-			n.logger.Warn("seed without raft state, but the cluster exists: joining it rather than bootstrapping a second one", "via", target)
-			return true
+// awaitSeeds tells a seed without raft state whether its cluster exists.
+// It does as soon as one other seed says it belongs to a cluster (knows
+// members or has rules). It does not once a majority of the seeds, this
+// one included, say they belong to none, as at a cluster's first start.
+// Until either, it asks again: a seed that lost its volume while cut off
+// from the others must not bootstrap a second cluster beside theirs,
+// which may still have its quorum, and two leaders would each hand out
+// the whole limit.
+func (n *Node) awaitSeeds(ctx context.Context) (exists bool, err error) {
+	need := (len(n.cfg.Join) + 1) / 2 // the other seeds that, with this one, make a majority
+	for asked := 0; ; asked++ {
+		none := 0
+		for _, target := range n.cfg.Join {
+			callCtx, cancel := context.WithTimeout(ctx, seedProbeTimeout)
+			st, err := n.leader.ClusterStatus(callCtx, target)
+			cancel()
+			switch {
+			case err != nil:
+			case len(st.Nodes) > 0 || st.RulesVersion > 0:
+				n.logger.Warn("seed without raft state, but the cluster exists: joining it rather than bootstrapping a second one", "via", target)
+				return true, nil
+			default:
+				none++
+			}
+		}
+		if none >= need {
+			return false, nil
+		}
+		if asked%seedWaitLogEvery == 0 {
+			n.logger.Warn("seed without raft state waits for a majority of the seeds before bootstrapping",
+				"seeds_without_cluster", none+1, "seeds", len(n.cfg.Join)+1, "majority", need+1)
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(seedProbeInterval):
 		}
 	}
-	return false
 }
 
-// seedProbeTimeout bounds the seed's question to each other node.
-const seedProbeTimeout = 2 * time.Second
+// A seed asks each other seed for at most seedProbeTimeout, asks again
+// every seedProbeInterval, and logs its wait every seedWaitLogEvery rounds.
+const (
+	seedProbeTimeout  = 2 * time.Second
+	seedProbeInterval = 500 * time.Millisecond
+	seedWaitLogEvery  = 20
+)
 
 func (n *Node) bootstrap(ctx context.Context) error {
 	n.logger.Info("bootstrapping a new single-node cluster", "id", n.cfg.ID)
@@ -179,6 +219,7 @@ func (n *Node) bootstrap(ctx context.Context) error {
 		return n.LeaderHTTPAddr() != "" && n.RulesVersion() > 0
 	})
 	n.updateMode()
+	n.joined.Store(err == nil)
 	return err
 }
 

@@ -61,7 +61,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.httpAdvertise, "http-advertise", "", "HTTP address other nodes use to reach this one [derived]")
 	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:7000", "raft listen address")
 	fs.StringVar(&f.raftAdvertise, "raft-advertise", "", "raft address other nodes use [raft-addr]")
-	fs.StringVar(&f.join, "join", "", "comma-separated HTTP addresses of existing members; this node's own --http-advertise is skipped, and as the first entry makes it the seed that bootstraps (without raft state, only if no other listed node belongs to a cluster)")
+	fs.StringVar(&f.join, "join", "", "comma-separated HTTP addresses of existing members; this node's own --http-advertise is skipped, and as the first entry makes it the seed that bootstraps (without raft state, only once a majority of the listed nodes, itself included, answer that they belong to no cluster)")
 	fs.StringVar(&f.rulesFile, "rules", "", "rules applied when this node bootstraps a new cluster [testdata/rules.json when present]")
 	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token for the admin API and node-to-node calls")
 	fs.StringVar(&f.grpcAddr, "grpc-addr", "", "Envoy rate limit service (gRPC) listen address, e.g. :8081 [off]")
@@ -353,9 +353,10 @@ func advertisedHTTP(f serveFlags, ln net.Addr) string {
 // joinTargets is --join without this node's own address, so every member of
 // a StatefulSet can be given the same --join (the first pods' addresses,
 // any of which can let a new pod in). The first address is the seed: the
-// node it names bootstraps a new cluster when it has no raft state and no
-// other listed node belongs to a cluster yet (node.Config.Seed); a
-// restarted one rejoins from its raft state.
+// node it names, without raft state, bootstraps a new cluster once a
+// majority of the listed nodes answer that they belong to none, and joins
+// the one they belong to otherwise (node.Config.Seed); a restarted one
+// rejoins from its raft state.
 func joinTargets(join, self string) (targets []string, seed bool) {
 	for i, target := range splitList(join) {
 		if strings.TrimRight(trimScheme(target), "/") != self {
