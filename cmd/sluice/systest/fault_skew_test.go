@@ -12,9 +12,15 @@ import (
 
 // TestDemandSkewSharesInFallback: three nodes see 80/10/10 of 250 checks/s
 // against a 200/s limit (n1 200/s, n2 and n3 25/s each). The busy node's
-// lease share must follow its demand to ≥ 0.7 within a few lease periods,
-// and while Redis is down the cluster must then still admit ≥ 70% of the
-// limit: with equal thirds it would admit 200/3 + 25 + 25 ≈ 117/s, 58%.
+// lease share must follow its demand within a few lease periods, and while
+// Redis is down the cluster must then still admit ≥ 70% of the limit: with
+// equal thirds it would admit 200/3 + 25 + 25 ≈ 117/s, 58%.
+//
+// 80% of the demand earns a share of 0.1/3 + 0.9·0.8 = 0.753, but the leader
+// keeps a share in force while its wish differs by less than 0.05 (shares
+// move on material changes only), and on a loaded machine the driver's
+// split drifts a few points below 80/10/10: a share that settles at 0.69
+// has followed the demand. So the wait is for 0.65, twice an equal third.
 func TestDemandSkewSharesInFallback(t *testing.T) {
 	const (
 		leaseTTL = 2 * time.Second
@@ -33,9 +39,9 @@ func TestDemandSkewSharesInFallback(t *testing.T) {
 	waitMode(t, load, rec, c.Nodes, "global", 0, 10*time.Second)
 
 	started := rec.Now()
-	waitFor(t, 5*leaseTTL, busy.ID+"'s share to reach 0.7", func() error {
+	waitFor(t, 5*leaseTTL, busy.ID+"'s share to reach 0.65", func() error {
 		leases, err := ruleLeases(busy, "tenant")
-		if err == nil && leases[busy.ID].Share < 0.7 {
+		if err == nil && leases[busy.ID].Share < 0.65 {
 			err = fmt.Errorf("leases: %+v", leases)
 		}
 		return err
