@@ -20,7 +20,7 @@ func (x *truth) feed(s *spaceSaving, key string, cost int64) {
 	}
 	x.total += cost
 	x.cost[key] += cost
-	s.add(key, false, hashOf(key), cost)
+	s.add(key, false, hashKey(key), cost)
 }
 
 // checkFiltered asserts the invariants doc.go proves, against the truth:
@@ -68,7 +68,7 @@ func checkFiltered(t *testing.T, step int, s *spaceSaving, x *truth) {
 		if cost > floor || cost*Capacity > x.total {
 			t.Fatalf("record %d: uncounted key %s has %d; floor %d, total %d", step, key, cost, floor, x.total)
 		}
-		if cell := s.cells[hashOf(key)>>cellShift]; filtering && cost > int64(cell) {
+		if cell := s.cells[hashKey(key)>>cellShift]; filtering && cost > int64(cell) {
 			t.Fatalf("record %d: uncounted key %s has %d, above its cell %d", step, key, cost, cell)
 		}
 	}
@@ -150,7 +150,7 @@ func TestFilterKeysSharingCells(t *testing.T) {
 	var keys []string
 	for i := 0; len(keys) < 300; i++ {
 		key := fmt.Sprint("shared-", i)
-		cell := hashOf(key) >> cellShift
+		cell := hashKey(key) >> cellShift
 		if len(cells) < 4 {
 			cells[cell] = true
 		}
@@ -288,7 +288,7 @@ func TestFilterTakeOverRate(t *testing.T) {
 		for i := range n {
 			key := tc.key(i)
 			uncounted := s.used == Capacity && !s.indexes(key)
-			s.add(key, false, hashOf(key), 1)
+			s.add(key, false, hashKey(key), 1)
 			if uncounted && s.indexes(key) {
 				takeOvers++
 			}

@@ -306,7 +306,7 @@ func TestIndexSurvivesChurn(t *testing.T) {
 	for i := range 20000 {
 		key := fmt.Sprint(rng.IntN(300))
 		kept, cut := cutKey(key)
-		s.add(kept, cut, hashOf(kept), 1)
+		s.add(kept, cut, hashKey(kept), 1)
 		if i%97 != 0 {
 			continue
 		}
@@ -325,11 +325,9 @@ func TestIndexSurvivesChurn(t *testing.T) {
 	}
 }
 
-func hashOf(key string) uint64 { return hashKey(key) }
-
 // indexes reports whether key has a counter, by the index.
 func (s *spaceSaving) indexes(key string) bool {
-	h := hashOf(key)
+	h := hashKey(key)
 	for slot := h & (indexSlots - 1); s.index[slot] != 0; slot = (slot + 1) & (indexSlots - 1) {
 		if s.is(int(s.index[slot])-1, key, false, h) {
 			return true
